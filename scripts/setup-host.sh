@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up a Debian 12 build host for vmbuild: system packages, libvirtd, and the Python venv.
+# Idempotent: installs only what is missing and starts daemons only if they are not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
+  debootstrap extlinux syslinux-common e2fsprogs ovmf zstd
+  openssh-server openssh-client docker-registry packer
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# libvirtd (and virtlogd) as root; under systemd use the units, else start the daemons directly.
+if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl start virtlogd libvirtd
+  else
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    pgrep -x libvirtd >/dev/null || libvirtd -d
+  fi
+  for _ in $(seq 1 30); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
+fi
+virsh -c qemu:///system version >/dev/null
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import vmbuild, libvirt, paramiko, pycdlib, pytest, moto" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q -e '.[test]'
+  touch .venv/.installed
+fi
+echo "setup: ok"
