@@ -7,6 +7,7 @@ as one `RecipeError` (an `InputError`, exit code 2). Nothing boots before this p
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 import re
 import urllib.parse
@@ -60,7 +61,7 @@ def load_recipe(path: str | Path, *, check_components: bool = True) -> r.Recipe:
 
         problems.extend(component_problems(checker.checkable_components()))
     problems.raise_if_any(HINT)
-    loaded = r.Recipe.from_dict(canonical, path=path.resolve())
+    loaded = r.Recipe.from_dict(canonical, path=path.absolute())
     components = tuple(
         dataclasses.replace(c, origin=o)
         for c, o in zip(loaded.components, checker.origins, strict=True)
@@ -107,7 +108,7 @@ class _Checker:
         problems: Problems,
         bad: set[JsonPath],
     ) -> None:
-        self.base = path.resolve().parent
+        self.base = path.absolute().parent
         self.data = data
         self.positions = positions
         self.problems = problems
@@ -130,7 +131,8 @@ class _Checker:
         self.problems.add(self.positions.line(path), path, message)
 
     def resolve(self, value: str) -> Path:
-        return (self.base / Path(value).expanduser()).resolve()
+        """Absolute and normalised, but symlinks kept: the path the user meant."""
+        return Path(os.path.abspath(self.base / Path(value).expanduser()))
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.data.get(name)

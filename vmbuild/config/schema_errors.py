@@ -102,7 +102,7 @@ def _add(
                 if not hint:
                     hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
                 problems.add(
-                    positions.line((*path, key), key=True), (*path, key), "unknown field" + hint
+                    positions.line((*path, key)), (*path, key), "unknown field" + hint
                 )
         return
     if keyword in ("oneOf", "anyOf"):

@@ -23,9 +23,10 @@ class Positions:
     values: dict[JsonPath, int] = field(default_factory=dict)
     keys: dict[JsonPath, int] = field(default_factory=dict)
 
-    def line(self, path: JsonPath, *, key: bool = False) -> int | None:
-        """Line of `path` (its key if asked and known), else of its nearest known ancestor."""
-        if key and path in self.keys:
+    def line(self, path: JsonPath) -> int | None:
+        """Line of `path`'s key (where a block mapping's value starts is the line after),
+        else of its value, else of its nearest known ancestor."""
+        if path in self.keys:
             return self.keys[path]
         for end in range(len(path), -1, -1):
             if path[:end] in self.values:
