@@ -1,0 +1,431 @@
+"""SSH to a guest with paramiko: wait for it, run commands with live output, SFTP, reboot.
+
+The host key is always verified against a pinned known_hosts file (the key vmbuild
+generated and injected through the seed); paramiko's RejectPolicy refuses any
+other key. While waiting for a booting guest a wrong key is not accepted, only
+retried (early in boot a stale key may answer); if it never changes the timeout
+error says so with both fingerprints.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import select
+import shlex
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple, Protocol
+
+import paramiko
+
+from vmbuild.errors import BuildError
+from vmbuild.fsutil import atomic_path
+from vmbuild.keys import fingerprint
+
+StreamCallback = Callable[[str, str], None]  # (line without newline, "stdout" | "stderr")
+
+
+class SSHError(BuildError):
+    """SSH to the guest failed."""
+
+
+class HostKeyMismatch(SSHError):
+    """The guest offered a host key other than the pinned one."""
+
+
+class SSHTimeout(SSHError):
+    """A wait for the guest (banner, login, command) ran out of time."""
+
+
+class ConnectionLost(SSHError):
+    """The connection dropped while a command ran (reboot, crash)."""
+
+
+class Watch(Protocol):
+    """What a VM object offers a session waiting on it (see vmbuild.vm.machine.Machine)."""
+
+    def check_alive(self) -> None: ...
+
+    def failure(self, message: str) -> BuildError: ...
+
+    def scale(self, seconds: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to log in."""
+
+    host: str
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+
+    def command(self) -> str:
+        """The `ssh` command line a user can paste to get in."""
+        return shlex.join(
+            [
+                "ssh", "-i", str(self.key), "-p", str(self.port),
+                "-o", f"UserKnownHostsFile={self.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
+                f"{self.user}@{self.host}",
+            ]
+        )  # fmt: skip
+
+
+class RunResult(NamedTuple):
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def read_banner(host: str, port: int, *, timeout: float = 5.0) -> bytes | None:
+    """The SSH identification line if sshd answers on host:port, else None.
+
+    A TCP connect alone proves nothing under user-mode networking: QEMU accepts
+    on the forwarded port before the guest's sshd runs, then drops the connection.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            data = sock.recv(256)
+    except OSError:
+        return None
+    return data if data.startswith(b"SSH-") else None
+
+
+def wait_for_banner(
+    host: str, port: int, *, timeout: float, check: Callable[[], None] | None = None
+) -> None:
+    """Wait until sshd answers on host:port; raises SSHTimeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check:
+            check()
+        if read_banner(host, port, timeout=min(5.0, max(0.5, deadline - time.monotonic()))):
+            return
+        if time.monotonic() >= deadline:
+            raise SSHTimeout(f"sshd did not answer on {host}:{port} within {timeout:.0f}s")
+        time.sleep(1.0)
+
+
+class _LineSplitter:
+    """Bytes in, complete decoded lines out (UTF-8, invalid bytes replaced)."""
+
+    def __init__(self, name: str, callback: StreamCallback | None) -> None:
+        self.name = name
+        self.callback = callback
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.chunks: list[str] = []
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        text = self.decoder.decode(data, final)
+        self.chunks.append(text)
+        if self.callback is None:
+            return
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if final and self.pending:
+            lines.append(self.pending)
+            self.pending = ""
+        for line in lines:
+            self.callback(line.rstrip("\r"), self.name)
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+class Session:
+    """A logged-in SSH connection to a guest."""
+
+    def __init__(self, target: Target, client: paramiko.SSHClient) -> None:
+        self.target = target
+        self._client = client
+        self._sftp: paramiko.SFTPClient | None = None
+
+    # -- connecting ---------------------------------------------------------
+
+    @staticmethod
+    def _open(target: Target, timeout: float) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.get_host_keys().load(str(target.known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(
+                target.host, target.port, username=target.user,
+                pkey=paramiko.PKey.from_path(target.key), timeout=timeout,
+                banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                allow_agent=False, look_for_keys=False,
+            )  # fmt: skip
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            offered = fingerprint(f"{exc.key.get_name()} {exc.key.get_base64()}")
+            pinned = fingerprint(f"{exc.expected_key.get_name()} {exc.expected_key.get_base64()}")
+            raise HostKeyMismatch(
+                f"SSH host key of {target.host}:{target.port} does not match the pinned key: "
+                f"offered {offered}, pinned {pinned}",
+                hint="another machine answered on this port, or the guest's host key changed",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise SSHError(f"SSH login as {target.user} refused: {exc}") from exc
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyMismatch(
+                    f"SSH host key of {target.host}:{target.port} is of a type not pinned "
+                    f"in {target.known_hosts}: {exc}"
+                ) from exc
+            raise SSHError(f"SSH to {target.host}:{target.port} failed: {exc}") from exc
+        except (OSError, EOFError) as exc:
+            client.close()
+            raise SSHError(f"SSH to {target.host}:{target.port} failed: {exc}") from exc
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(15)
+        return client
+
+    @classmethod
+    def connect(cls, target: Target, *, timeout: float = 20.0) -> Session:
+        """One attempt to log in; raises HostKeyMismatch or SSHError."""
+        return cls(target, cls._open(target, timeout))
+
+    @classmethod
+    def wait(
+        cls, target: Target, *, timeout: float, check: Callable[[], None] | None = None
+    ) -> Session:
+        """Log in, retrying until `timeout`; `check` raises if the guest died meanwhile."""
+        deadline = time.monotonic() + timeout
+        last: SSHError | None = None
+        while True:
+            if check:
+                check()
+            remaining = deadline - time.monotonic()
+            try:
+                return cls.connect(target, timeout=max(5.0, min(30.0, remaining)))
+            except SSHError as exc:  # HostKeyMismatch too: retried, never accepted
+                last = exc
+            if time.monotonic() >= deadline:
+                message = (
+                    f"SSH login to {target.host}:{target.port} "
+                    f"did not succeed within {timeout:.0f}s"
+                )
+                if last is not None:
+                    message += f" (last error: {last.message})"
+                raise SSHTimeout(message, hint=last.hint if last else None)
+            time.sleep(2.0)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        self._client.close()
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionLost(
+                f"SSH connection to {self.target.host}:{self.target.port} is closed"
+            )
+        return transport
+
+    def is_active(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def ssh_command(self) -> str:
+        return self.target.command()
+
+    # -- commands -----------------------------------------------------------
+
+    def run(
+        self,
+        cmd: str,
+        *,
+        stream: StreamCallback | None = None,
+        timeout: float | None = None,
+        input: str | bytes | None = None,
+        check: bool = False,
+        get_pty: bool = False,
+    ) -> RunResult:
+        """Run `cmd` in the guest's shell; returns (exit_code, stdout, stderr).
+
+        `stream(line, "stdout"|"stderr")` gets each line as it arrives. After
+        `timeout` seconds the command's channel is closed and SSHTimeout raised.
+        With `check`, a non-zero exit raises SSHError carrying the stderr tail.
+        """
+        try:
+            chan = self.transport.open_session()
+        except paramiko.SSHException as exc:
+            raise ConnectionLost(f"cannot open an SSH channel: {exc}") from exc
+        out = _LineSplitter("stdout", stream)
+        err = _LineSplitter("stderr", stream)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if get_pty:
+                chan.get_pty()
+            chan.exec_command(cmd)
+            if input is not None:
+                chan.sendall(input.encode() if isinstance(input, str) else input)
+            chan.shutdown_write()
+            while True:
+                if chan.recv_ready():
+                    out.feed(chan.recv(65536))
+                    continue
+                if chan.recv_stderr_ready():
+                    err.feed(chan.recv_stderr(65536))
+                    continue
+                if chan.exit_status_ready() or chan.closed or chan.eof_received:
+                    if not (chan.recv_ready() or chan.recv_stderr_ready()):
+                        break
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise SSHTimeout(f"command timed out after {timeout:.0f}s: {cmd}")
+                if not self.is_active():
+                    raise ConnectionLost(f"SSH connection dropped while running: {cmd}")
+                select.select([chan], [], [], 0.5)
+            # EOF seen; the exit status follows unless the connection died.
+            while not chan.exit_status_ready():
+                if not self.is_active():
+                    raise ConnectionLost(f"SSH connection dropped while running: {cmd}")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise SSHTimeout(f"command timed out after {timeout:.0f}s: {cmd}")
+                time.sleep(0.05)
+            code = chan.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise ConnectionLost(f"SSH connection failed while running {cmd}: {exc}") from exc
+        finally:
+            chan.close()
+        out.feed(b"", final=True)
+        err.feed(b"", final=True)
+        result = RunResult(code, out.text(), err.text())
+        if check and code != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise SSHError(f"guest command failed (exit {code}): {cmd}\n{tail}".rstrip())
+        return result
+
+    def start(self, cmd: str) -> None:
+        """Start `cmd` without waiting for it (for commands that end the connection)."""
+        chan = self.transport.open_session()
+        chan.exec_command(cmd)
+
+    def boot_id(self) -> str:
+        """The guest kernel's boot id: it changes on every boot."""
+        return self.run(
+            "cat /proc/sys/kernel/random/boot_id", check=True, timeout=30
+        ).stdout.strip()
+
+    # -- files --------------------------------------------------------------
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            self._sftp = self._client.open_sftp()
+        return self._sftp
+
+    def put(self, local: str | Path, remote: str, *, mode: int | None = None) -> None:
+        """Copy a file to the guest (keeps its permission bits unless `mode` is given)."""
+        local = Path(local)
+        self.sftp.put(str(local), remote)
+        self.sftp.chmod(remote, mode if mode is not None else stat.S_IMODE(local.stat().st_mode))
+
+    def mkdir_p(self, remote: str) -> None:
+        """Create a guest folder and its parents (like `mkdir -p`)."""
+        path = PurePosixPath(remote)
+        for folder in [*reversed(path.parents), path]:
+            if str(folder) in ("/", "."):
+                continue
+            try:
+                self.sftp.stat(str(folder))
+            except FileNotFoundError:
+                self.sftp.mkdir(str(folder))
+
+    def put_tree(self, local_dir: str | Path, remote_dir: str) -> int:
+        """Copy a folder to the guest (created if missing); returns the number of files."""
+        local_dir = Path(local_dir)
+        if not local_dir.is_dir():
+            raise SSHError(f"not a folder: {local_dir}")
+        self.mkdir_p(remote_dir)
+        count = 0
+        for root, dirs, files in os.walk(local_dir):
+            rel = Path(root).relative_to(local_dir)
+            base = remote_dir.rstrip("/") + ("" if rel == Path(".") else f"/{rel.as_posix()}")
+            for name in sorted(dirs):
+                with contextlib.suppress(OSError):  # exists already
+                    self.sftp.mkdir(f"{base}/{name}")
+            for name in sorted(files):
+                self.put(Path(root) / name, f"{base}/{name}")
+                count += 1
+        return count
+
+    def get(self, remote: str, local: str | Path) -> Path:
+        """Copy a guest file to `local`, atomically."""
+        with atomic_path(local) as tmp:
+            self.sftp.get(remote, str(tmp))
+        return Path(local)
+
+    # -- reboot -------------------------------------------------------------
+
+    def reboot_and_reconnect(
+        self,
+        *,
+        timeout: float = 600.0,
+        watch: Watch | None = None,
+        command: str = "sudo systemctl reboot",
+    ) -> Session:
+        """Reboot the guest and log in again; this session then talks to the new boot.
+
+        The old boot must go away first (its boot_id changes), so a session that
+        reconnects before the reboot really starts is not mistaken for the new boot.
+        """
+        old = self.boot_id()
+        check = watch.check_alive if watch else None
+        self.start(command)
+        deadline = time.monotonic() + timeout
+        self.close()
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise SSHTimeout("no SSH after reboot")
+                fresh = Session.wait(self.target, timeout=remaining, check=check)
+            except SSHTimeout as exc:
+                message = (
+                    f"guest did not come back after reboot within {timeout:.0f}s ({exc.message})"
+                )
+                raise (watch.failure(message) if watch else SSHTimeout(message)) from exc
+            try:
+                current = fresh.boot_id()
+            except SSHError:
+                fresh.close()
+                current = old
+            if current != old:
+                self._client, self._sftp = fresh._client, None
+                return self
+            fresh.close()  # still the old boot, shutting down
+            time.sleep(1.0)
+
+
+@contextlib.contextmanager
+def session(target: Target, *, timeout: float = 20.0) -> Iterator[Session]:
+    """A context-managed `Session.connect`."""
+    sess = Session.connect(target, timeout=timeout)
+    try:
+        yield sess
+    finally:
+        sess.close()

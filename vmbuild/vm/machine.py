@@ -1,0 +1,550 @@
+"""VM lifecycle: launch a build or test VM, wait until it is ready, shut it down.
+
+`launch(spec)` is a context manager. It makes the per-VM files (seed with fresh
+host keys, known_hosts), starts a *transient* libvirt domain named
+`vmbuild-<build id>-<role>` (it vanishes when QEMU exits, so nothing stays
+defined) and destroys it on any error, Ctrl-C or SIGTERM unless the caller asked
+to keep a failed VM. `remove_leftovers()` clears domains a killed process left.
+
+Readiness is three stages, each with its own timeout (scaled for TCG) and a
+`BuildError` naming the stage plus the console tail: sshd answers (SSH banner),
+SSH login (build key, pinned host key), `cloud-init status --wait`. Throughout,
+the domain is watched: QEMU exiting or a kernel panic on the console fails at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmbuild import events
+from vmbuild.errors import BuildError, InputError, Interrupted
+from vmbuild.keys import (
+    KeyPair,
+    fingerprint,
+    generate_host_keys,
+    generate_keypair,
+    write_known_hosts,
+)
+from vmbuild.netutil import free_port
+from vmbuild.seed import SeedSpec, write_seed
+from vmbuild.ssh import Session, SSHError, SSHTimeout, Target, wait_for_banner
+from vmbuild.vm import accel as accel_mod
+from vmbuild.vm.accel import Accelerator
+from vmbuild.vm.domain import DomainSpec, Uefi, domain_xml, wants_root_seclabel
+from vmbuild.vm.network import (
+    LOOPBACK,
+    Forward,
+    LibvirtNetwork,
+    UserNetwork,
+    from_config,
+    guest_address,
+    hostfwd_add,
+    is_port_clash,
+    random_mac,
+)
+
+DEFAULT_URI = "qemu:///system"
+PREFIX = "vmbuild-"
+PORT_ATTEMPTS = 8
+CONSOLE_TAIL = 30
+_PANIC = re.compile(r"Kernel panic - not syncing.*|end Kernel panic.*")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+@dataclass(frozen=True)
+class ReadyTimeouts:
+    """Seconds per readiness stage under KVM; multiplied by the accelerator's factor."""
+
+    banner: float = 120.0
+    login: float = 30.0
+    cloud_init: float = 300.0
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """What the caller asks for. `disk` is a qcow2 overlay the VM may write."""
+
+    build_id: str
+    role: str  # "build", "test", ...
+    disk: Path
+    workdir: Path  # private folder for per-VM files (seed, keys, known_hosts, nvram)
+    console_log: Path
+    uri: str = DEFAULT_URI
+    accelerator: str | Accelerator = "auto"
+    memory_mib: int = 2048
+    vcpus: int = 2
+    network: Mapping[str, Any] | None = None  # {mode: user} or {mode: libvirt, name: default}
+    uefi: bool = False
+    user: str = "build"
+    build_key: KeyPair | None = None  # shared by a build's VMs; generated when None
+    extra_user_data: Mapping[str, Any] | None = None
+    extra_user_data_source: str = "user_data"
+    keep_on_error: bool = False
+    extra_disks: tuple[Path, ...] = field(default_factory=tuple)
+
+
+def domain_name(build_id: str, role: str) -> str:
+    """`vmbuild-<build id>-<role>`, restricted to characters safe everywhere."""
+    raw = f"{PREFIX}{build_id}-{role}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)
+
+
+def _libvirt() -> Any:
+    import libvirt
+
+    # libvirt prints every error to stderr by default; errors reach us as exceptions.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def connect(uri: str = DEFAULT_URI) -> Any:
+    libvirt = _libvirt()
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise BuildError(
+            f"cannot connect to libvirt at {uri}: {exc}",
+            hint="is libvirtd running? (make setup starts it)",
+        ) from exc
+
+
+class Machine:
+    """A running VM: its domain, SSH target and console log."""
+
+    def __init__(
+        self,
+        spec: VMSpec,
+        conn: Any,
+        domain: Any,
+        accel: Accelerator,
+        network: UserNetwork | LibvirtNetwork,
+        key: KeyPair,
+        known_hosts: Path,
+        host_keys: list[str],
+        files: Path,
+    ) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.domain = domain
+        self.name: str = domain.name()
+        self.accel = accel
+        self.network = network
+        self.key = key
+        self.known_hosts = known_hosts
+        self.host_keys = host_keys
+        self.files = files
+        self.console_log = spec.console_log
+        self._console_offset = 0
+        self._console_partial = ""
+        self._address: str | None = LOOPBACK if isinstance(network, UserNetwork) else None
+
+    # -- state --------------------------------------------------------------
+
+    def scale(self, seconds: float) -> float:
+        return self.accel.scale(seconds)
+
+    def is_running(self) -> bool:
+        libvirt = _libvirt()
+        try:
+            return bool(self.domain.isActive())
+        except libvirt.libvirtError:  # a transient domain is gone once QEMU exits
+            return False
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def console_tail(self, lines: int = CONSOLE_TAIL) -> str:
+        text = _ANSI.sub("", self.console_text())
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _qemu_log_tail(self, lines: int = 10) -> str:
+        path = Path("/var/log/libvirt/qemu") / f"{self.name}.log"
+        try:
+            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def failure(self, message: str) -> BuildError:
+        """A BuildError for `message` with the console tail attached."""
+        tail = self.console_tail()
+        detail = f"\n--- last {CONSOLE_TAIL} console lines ({self.console_log}) ---\n{tail}"
+        return BuildError(
+            f"{self.name}: {message}{detail if tail else ''}",
+            hint=f"full console log: {self.console_log}",
+        )
+
+    def pump_console(self) -> None:
+        """Send new console lines to the event stream (source `console`)."""
+        try:
+            with open(self.console_log, "rb") as fh:
+                fh.seek(self._console_offset)
+                data = fh.read()
+        except OSError:
+            return
+        if not data:
+            return
+        self._console_offset += len(data)
+        text = self._console_partial + data.decode(errors="replace")
+        *lines, self._console_partial = text.split("\n")
+        for line in lines:
+            clean = _ANSI.sub("", line).rstrip()
+            if clean:
+                events.output(clean, source="console")
+
+    def check_alive(self) -> None:
+        """Raise at once if QEMU exited or the guest kernel panicked."""
+        self.pump_console()
+        if not self.is_running():
+            qemu = self._qemu_log_tail()
+            extra = f"\n--- QEMU log ---\n{qemu}" if qemu else ""
+            panic = _PANIC.search(self.console_text())
+            what = (
+                f"guest kernel panic: {panic.group(0)}" if panic else "the VM stopped (QEMU exited)"
+            )
+            raise self.failure(what + extra)
+        panic = _PANIC.search(self.console_text())
+        if panic:
+            raise self.failure(f"guest kernel panic: {panic.group(0).strip()}")
+
+    # -- SSH ----------------------------------------------------------------
+
+    @property
+    def ssh_host(self) -> str:
+        if self._address is None:
+            raise BuildError(f"{self.name}: guest address not known yet")
+        return self._address
+
+    @property
+    def ssh_port(self) -> int:
+        return self.network.ssh_port if isinstance(self.network, UserNetwork) else 22
+
+    def target(self) -> Target:
+        return Target(self.ssh_host, self.ssh_port, self.spec.user, self.key.private_path,
+                      self.known_hosts)  # fmt: skip
+
+    def ssh_command(self) -> str:
+        """The `ssh` command line a user can paste to get in."""
+        return self.target().command()
+
+    def _wait_address(self, timeout: float) -> None:
+        if self._address is not None:
+            return
+        assert isinstance(self.network, LibvirtNetwork)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            found = guest_address(self.domain, self.network.mac)
+            if found:
+                self._address = found
+                write_known_hosts(self.known_hosts, found, 22, self.host_keys)
+                return
+            if time.monotonic() >= deadline:
+                raise self.failure(
+                    f"timed out after {timeout:.0f}s waiting for a DHCP lease or guest-agent "
+                    f"address on network {self.network.name!r} (MAC {self.network.mac})"
+                )
+            time.sleep(2.0)
+
+    def wait_ready(
+        self, timeouts: ReadyTimeouts | None = None, *, cloud_init: bool = True
+    ) -> Session:
+        """Wait for sshd, log in, then wait for cloud-init; returns the session."""
+        t = timeouts or ReadyTimeouts()
+        start = time.monotonic()
+        try:
+            banner = self.scale(t.banner)
+            self._wait_address(banner)
+            try:
+                wait_for_banner(self.ssh_host, self.ssh_port, timeout=banner,
+                                check=self.check_alive)  # fmt: skip
+            except SSHTimeout as exc:
+                raise self.failure(f"timed out waiting for sshd: {exc.message}") from exc
+            events.info(f"{self.name}: sshd answers after {time.monotonic() - start:.1f}s")
+            try:
+                session = Session.wait(self.target(), timeout=self.scale(t.login),
+                                       check=self.check_alive)  # fmt: skip
+            except SSHTimeout as exc:
+                raise self.failure(f"timed out logging in over SSH: {exc.message}") from exc
+            self.ssh_seconds = time.monotonic() - start
+            events.info(f"{self.name}: SSH login after {self.ssh_seconds:.1f}s")
+            if cloud_init:
+                try:
+                    self._wait_cloud_init(session, self.scale(t.cloud_init))
+                except BaseException:
+                    session.close()
+                    raise
+                self.cloud_init_seconds = time.monotonic() - start
+                events.info(f"{self.name}: cloud-init done after {self.cloud_init_seconds:.1f}s")
+            return session
+        finally:
+            self.pump_console()
+
+    def _wait_cloud_init(self, session: Session, timeout: float) -> None:
+        stop = threading.Event()
+
+        def watch() -> None:  # keep console events flowing while the command blocks
+            while not stop.wait(2.0):
+                self.pump_console()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            result = session.run("cloud-init status --wait --long", timeout=timeout)
+        except SSHTimeout as exc:
+            raise self.failure(f"timed out after {timeout:.0f}s waiting for cloud-init") from exc
+        except SSHError as exc:
+            self.check_alive()
+            raise self.failure(f"lost SSH while waiting for cloud-init: {exc.message}") from exc
+        finally:
+            stop.set()
+            watcher.join()
+        status = (result.stdout + result.stderr).strip()
+        if result.exit_code == 2:  # newer cloud-init: done, with recoverable errors
+            events.warn(f"{self.name}: cloud-init finished with warnings:\n{status}")
+        elif result.exit_code != 0:
+            raise self.failure(f"cloud-init failed (exit {result.exit_code}):\n{status}")
+
+    def session(self, *, timeout: float = 30.0) -> Session:
+        """A new login to a VM that is ready (retries for `timeout` seconds)."""
+        return Session.wait(self.target(), timeout=timeout, check=self.check_alive)
+
+    def reboot(self, session: Session, *, timeout: float = 300.0) -> Session:
+        """Reboot from inside the guest and log in to the new boot (same session object)."""
+        return session.reboot_and_reconnect(timeout=self.scale(timeout), watch=self)
+
+    # -- networking ---------------------------------------------------------
+
+    def add_forward(self, guest_port: int, host_port: int | None = None) -> int:
+        """Forward 127.0.0.1:host_port (a free one by default) to the guest; returns it."""
+        if not isinstance(self.network, UserNetwork):
+            raise InputError("port forwards exist only with user-mode networking")
+        for _ in range(PORT_ATTEMPTS if host_port is None else 1):
+            port = host_port or free_port()
+            try:
+                hostfwd_add(
+                    self.domain, Forward(port, guest_port), netdev_id=self.network.netdev_id
+                )
+                return port
+            except BuildError:
+                if host_port is not None:
+                    raise
+        raise BuildError(f"{self.name}: no free host port for a forward to guest port {guest_port}")
+
+    # -- stopping -----------------------------------------------------------
+
+    def shutdown(self, timeout: float = 120.0) -> bool:
+        """ACPI power-off, waiting up to `timeout` (scaled); then destroy. True if clean."""
+        libvirt = _libvirt()
+        if not self.is_running():
+            return True
+        with contextlib.suppress(libvirt.libvirtError):
+            self.domain.shutdown()
+        deadline = time.monotonic() + self.scale(timeout)
+        last_request = time.monotonic()
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                return True
+            if time.monotonic() - last_request > 30:
+                # An ACPI event sent before the guest's handler ran is lost; repeat it.
+                with contextlib.suppress(libvirt.libvirtError):
+                    self.domain.shutdown()
+                last_request = time.monotonic()
+            time.sleep(0.5)
+        events.warn(f"{self.name}: no clean shutdown within {self.scale(timeout):.0f}s; destroying")
+        self.destroy()
+        return False
+
+    def destroy(self) -> None:
+        """Stop QEMU at once (the transient domain disappears with it)."""
+        destroy_domain(self.conn, self.name)
+
+
+def destroy_domain(conn: Any, name: str) -> bool:
+    """Destroy and undefine domain `name` if it exists; True if there was one."""
+    libvirt = _libvirt()
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return False
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isActive():
+            dom.destroy()
+    with contextlib.suppress(libvirt.libvirtError):
+        if dom.isPersistent():
+            flags = getattr(libvirt, "VIR_DOMAIN_UNDEFINE_NVRAM", 0)
+            dom.undefineFlags(flags)
+    return True
+
+
+def leftover_domains(uri: str = DEFAULT_URI, prefix: str = PREFIX) -> list[str]:
+    """Names of domains (running or defined) whose name starts with `prefix`."""
+    conn = connect(uri)
+    try:
+        return sorted(d.name() for d in conn.listAllDomains() if d.name().startswith(prefix))
+    finally:
+        conn.close()
+
+
+def remove_leftovers(uri: str = DEFAULT_URI, prefix: str = PREFIX) -> list[str]:
+    """Destroy and undefine every domain whose name starts with `prefix`; returns names."""
+    if not prefix.startswith(PREFIX):
+        raise InputError(f"refusing to remove domains not named {PREFIX}*: prefix {prefix!r}")
+    conn = connect(uri)
+    try:
+        names = sorted(d.name() for d in conn.listAllDomains() if d.name().startswith(prefix))
+        for name in names:
+            destroy_domain(conn, name)
+        return names
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception so cleanup runs (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield  # the application handles SIGTERM itself
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start(conn: Any, spec: VMSpec, make_xml: Any, user_mode: bool) -> Any:
+    """Create the transient domain; with user networking retry on a port clash."""
+    libvirt = _libvirt()
+    attempts = PORT_ATTEMPTS if user_mode else 1
+    for attempt in range(1, attempts + 1):
+        xml, network = make_xml()
+        try:
+            return conn.createXML(xml, 0), network
+        except libvirt.libvirtError as exc:
+            message = str(exc)
+            if user_mode and is_port_clash(message) and attempt < attempts:
+                events.info(f"port {network.ssh_port} was taken before QEMU bound it; retrying")
+                continue
+            if "already exists" in message:
+                raise BuildError(
+                    f"a domain named {domain_name(spec.build_id, spec.role)} already exists",
+                    hint="a previous run left it behind: vmbuild's remove_leftovers() clears it",
+                ) from exc
+            raise BuildError(f"libvirt could not start the VM: {message}") from exc
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def launch(spec: VMSpec) -> Iterator[Machine]:
+    """Start a VM for `spec`; destroyed on exit (kept on error with `keep_on_error`)."""
+    name = domain_name(spec.build_id, spec.role)
+    net_config = from_config(spec.network)
+    accel = (
+        spec.accelerator
+        if isinstance(spec.accelerator, Accelerator)
+        else accel_mod.select(spec.accelerator)
+    )
+    disk = Path(spec.disk).resolve()
+    if not disk.exists():
+        raise InputError(f"VM disk not found: {disk}")
+    files = Path(spec.workdir).resolve() / name
+    console_log = Path(spec.console_log).resolve()
+    console_log.parent.mkdir(parents=True, exist_ok=True)
+    mac = random_mac()
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_sigterm_raises())
+        files.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.chmod(0o700)  # holds private keys
+        keep_files = False
+
+        def drop_files() -> None:
+            if not keep_files:
+                shutil.rmtree(files, ignore_errors=True)
+
+        stack.callback(drop_files)
+
+        key = spec.build_key or generate_keypair(
+            files / "id_ed25519", comment=f"vmbuild-{spec.build_id}"
+        )
+        host_keys = generate_host_keys(("ed25519",))
+        seed = write_seed(
+            files / "seed.iso",
+            SeedSpec(
+                instance_id=f"{name}-{uuid.uuid4().hex[:12]}",
+                hostname=re.sub(r"[^a-z0-9-]", "-", f"vmbuild-{spec.role}".lower())[:63],
+                authorized_keys=[key.public],
+                host_keys=host_keys,
+                user=spec.user,
+                mac=mac,
+                extra_user_data=spec.extra_user_data,
+                extra_source=spec.extra_user_data_source,
+            ),
+        )
+        uefi = Uefi(nvram=files / "nvram.fd") if spec.uefi else None
+        user_mode = net_config["mode"] == "user"
+
+        def make_xml() -> tuple[str, UserNetwork | LibvirtNetwork]:
+            network: UserNetwork | LibvirtNetwork = (
+                UserNetwork.with_ssh(free_port(), mac=mac) if user_mode
+                else LibvirtNetwork(net_config["name"], mac)
+            )  # fmt: skip
+            dspec = DomainSpec(
+                name=name, disk=disk, accel=accel, console_log=console_log, network=network,
+                seed=seed, memory_mib=spec.memory_mib, vcpus=spec.vcpus, uefi=uefi,
+                run_as_root=wants_root_seclabel(spec.uri), extra_disks=spec.extra_disks,
+                description=f"vmbuild {spec.role} VM of build {spec.build_id}",
+            )  # fmt: skip
+            return domain_xml(dspec), network
+
+        conn = connect(spec.uri)
+        stack.callback(conn.close)
+        domain, network = _start(conn, spec, make_xml, user_mode)
+        keep = False
+
+        def cleanup() -> None:
+            if not keep:
+                destroy_domain(conn, name)
+
+        stack.callback(cleanup)
+        known_hosts = files / "known_hosts"
+        publics = [k.public for k in host_keys]
+        if isinstance(network, UserNetwork):
+            write_known_hosts(known_hosts, LOOPBACK, network.ssh_port, publics)
+        machine = Machine(spec, conn, domain, accel, network, key, known_hosts, publics, files)
+        events.info(
+            f"{name}: started ({accel.name}, cpu {accel.cpu_model or accel.cpu_mode}); "
+            f"host key {fingerprint(publics[0])}; console: {console_log}",
+            domain=name, accelerator=accel.name,
+            ssh_port=machine.ssh_port if user_mode else None,
+        )  # fmt: skip
+        try:
+            yield machine
+        except BaseException:
+            if spec.keep_on_error and machine.is_running():
+                keep = keep_files = True
+                hint = machine.ssh_command() if machine._address else f"virsh console {name}"
+                events.warn(f"{name}: kept running for debugging; get in with: {hint}",
+                            domain=name, ssh=hint)  # fmt: skip
+            raise
