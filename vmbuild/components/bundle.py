@@ -87,6 +87,9 @@ def stage(components: Iterable[Component], dest: Path) -> Bundle:
             os.fsync(fh.fileno())
         os.rename(tmp, dest)
         fsync_dir(dest.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BuildError(f"cannot stage components into {dest}: {exc}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -168,6 +168,7 @@ class _Checker:
         if "timeout" in test:
             test["timeout"] = self.duration(("test", "timeout"), test["timeout"])
         out["test"] = test
+        self.output()
         self.distribute()
         return out
 
@@ -181,6 +182,8 @@ class _Checker:
                     self.add(("parent", key), f"{resolved} is a folder, not a file")
                 elif not resolved.is_file():
                     self.add(("parent", key), f"no such file: {resolved}")
+                elif key == "bootstrap":
+                    self.base_image(resolved)
         if isinstance(parent.get("build"), str) and self.ok(("parent", "build")):
             resolved = self.resolve(parent["build"])
             parent["build"] = str(resolved)
@@ -199,6 +202,17 @@ class _Checker:
             if not local.is_file():
                 self.add(("parent", "url"), f"no such file: {local}")
         return parent
+
+    def base_image(self, definition: Path) -> None:
+        """The base-image definition's own checks (its errors name its file and line)."""
+        try:
+            from vmbuild.bootstrap.definition import load_definition
+        except ImportError:  # vmbuild.bootstrap not there yet
+            return
+        try:
+            load_definition(definition)
+        except InputError as exc:
+            self.add(("parent", "bootstrap"), f"invalid base-image definition: {exc.message}")
 
     def check_components(self) -> list[dict[str, Any]]:
         items = self.data.get("components")
@@ -301,6 +315,27 @@ class _Checker:
                 if isinstance(p, str) and posixpath.normpath(p) in PROTECTED_PATHS:
                     self.add(("sanitize", "extra_paths", i), f"refusing to delete {p}")
         return sanitize
+
+    def output(self) -> None:
+        """The formats module's own checks (such as compression only for qcow2)."""
+        formats = self.section("output").get("formats")
+        if not isinstance(formats, list) or not self.clean(("output",)):
+            return
+        try:
+            from vmbuild.formats import parse_formats  # type: ignore[attr-defined]
+        except ImportError:  # vmbuild.formats not there yet
+            return
+        try:
+            parse_formats(formats, "output.formats")
+        except InputError as exc:
+            # `output.formats[1].compression: message`: keep the field, find its line.
+            match = re.match(r"^output\.formats\[(\d+)\]((?:\.\w+)*): (.*)$", exc.message, re.S)
+            if not match:
+                self.add(("output", "formats"), exc.message)
+                return
+            index, rest, message = match.groups()
+            path: JsonPath = ("output", "formats", int(index), *rest.split(".")[1:])
+            self.add(path, message + (f" ({exc.hint})" if exc.hint else ""))
 
     def distribute(self) -> None:
         items = self.data.get("distribute")

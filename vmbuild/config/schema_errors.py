@@ -101,9 +101,7 @@ def _add(
                 hint = did_you_mean(key, allowed)
                 if not hint:
                     hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-                problems.add(
-                    positions.line((*path, key)), (*path, key), "unknown field" + hint
-                )
+                problems.add(positions.line((*path, key)), (*path, key), "unknown field" + hint)
         return
     if keyword in ("oneOf", "anyOf"):
         words = _one_of_words(error) if keyword == "oneOf" else None

@@ -222,3 +222,23 @@ def test_merge_keys_and_anchors(write_recipe):
     recipe = load_recipe(write_recipe(text), check_components=False)
     assert recipe.test.enabled is False
     assert recipe.test.timeout == 60
+
+
+def test_output_checked_by_formats_module(write_recipe):
+    text = HEAD + "output:\n  formats:\n    - qcow2\n    - {format: raw, compression: zstd}\n"
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write_recipe(text), check_components=False)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.field) == (8, "output.formats[1].compression")
+    assert "only qcow2" in problem.message
+
+
+def test_bootstrap_definition_checked(write_recipe, recipe_dir):
+    (recipe_dir / "base.yml").write_text("name: base\ndistribution: plan9\n")
+    text = "name: demo\nversion: 1.0.0\nparent:\n  bootstrap: base.yml\n"
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write_recipe(text), check_components=False)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.field) == (4, "parent.bootstrap")
+    assert "invalid base-image definition" in problem.message
+    assert "base.yml" in problem.message

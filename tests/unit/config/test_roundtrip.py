@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from vmbuild.config import Recipe, load_recipe
 from vmbuild.config.model import Model
+
+BASE_DEFINITION = Path(__file__).parents[3] / "images" / "base" / "debian-12.yml"
 
 EVERY_FIELD = """\
 name: web-server
@@ -91,7 +94,7 @@ def test_every_field_round_trips_through_json(write_recipe, recipe_dir: Path):
 
 
 def test_parent_kinds_round_trip(write_recipe, recipe_dir: Path):
-    (recipe_dir / "base.yml").write_text("name: base\n")
+    shutil.copy(BASE_DEFINITION, recipe_dir / "base.yml")
     digest = "A" * 64
     for parent, kind in [
         ("path: base.qcow2", "path"),

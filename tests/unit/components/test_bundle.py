@@ -1,0 +1,68 @@
+"""Staging component documents for the guest: copies, checksums, parameters.json, atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from vmbuild.components import Bundle, stage
+from vmbuild.config import Component
+from vmbuild.errors import BuildError
+
+
+@pytest.fixture
+def documents(tmp_path: Path) -> list[Component]:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = tmp_path / "a" / "setup.yml"
+    second = tmp_path / "b" / "setup.yml"  # same file name: the bundle must keep both
+    first.write_text("name: one\n")
+    second.write_text("name: two\n")
+    return [Component(first, {"greeting": "hi", "n": "1"}), Component(second, {})]
+
+
+def test_stage_copies_in_order_with_checksums(tmp_path: Path, documents):
+    bundle = stage(documents, tmp_path / "out" / "components")
+    assert isinstance(bundle, Bundle)
+    files = [d.file for d in bundle.documents]
+    assert files == ["documents/01-setup.yml", "documents/02-setup.yml"]
+    for doc, component in zip(bundle.documents, documents, strict=True):
+        staged = bundle.root / doc.file
+        assert staged.read_bytes() == component.path.read_bytes()
+        assert doc.sha256 == hashlib.sha256(component.path.read_bytes()).hexdigest()
+    params = json.loads((bundle.root / "parameters.json").read_text())
+    assert params == {"documents": bundle.manifest()}
+    assert params["documents"][0]["parameters"] == {"greeting": "hi", "n": "1"}
+    assert params["documents"][1]["source"] == str(documents[1].path)
+
+
+def test_agent_arguments_per_document(tmp_path: Path, documents):
+    bundle = stage(documents, tmp_path / "components")
+    assert bundle.agent_arguments("/var/lib/vmbuild/components/") == [
+        [
+            "--documents",
+            "/var/lib/vmbuild/components/documents/01-setup.yml",
+            "--parameters",
+            "greeting=hi,n=1",
+        ],
+        ["--documents", "/var/lib/vmbuild/components/documents/02-setup.yml"],
+    ]
+
+
+def test_existing_destination_refused(tmp_path: Path, documents):
+    dest = tmp_path / "components"
+    dest.mkdir()
+    with pytest.raises(BuildError, match="already exists"):
+        stage(documents, dest)
+
+
+def test_failure_leaves_nothing_behind(tmp_path: Path, documents):
+    missing = Component(tmp_path / "nope.yml", {})
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match="nope.yml"):
+        stage([*documents, missing], out / "components")
+    assert list(out.iterdir()) == []
