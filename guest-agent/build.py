@@ -1,0 +1,46 @@
+"""Build dist/vmbuild-agent.pyz: the agent package as one zipapp, runnable with `python3 x.pyz`."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import zipapp
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def build(output: Path) -> Path:
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "app"
+        shutil.copytree(
+            HERE / "vmbuild_agent",
+            stage / "vmbuild_agent",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        partial = output.with_name(f".{output.name}.part")
+        zipapp.create_archive(
+            stage,
+            partial,
+            interpreter="/usr/bin/env python3",
+            main="vmbuild_agent.cli:_entry",
+            compressed=True,
+        )
+        partial.replace(output)
+    return output
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", default="dist/vmbuild-agent.pyz")
+    args = parser.parse_args()
+    print(build(Path(args.output)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
