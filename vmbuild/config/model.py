@@ -76,9 +76,9 @@ class Model:
             if f.metadata.get("internal"):
                 continue
             source = f.metadata.get("schema")
-            schema = dict(source() if callable(source) else source or _schema_for(hints[f.name]))
-            schema["description"] = f.metadata["doc"]
-            properties[f.name] = schema
+            prop = dict(source() if callable(source) else source or _schema_for(hints[f.name]))
+            prop["description"] = f.metadata["doc"]
+            properties[f.name] = prop
             no_default = f.default is dataclasses.MISSING
             if no_default and f.default_factory is dataclasses.MISSING:
                 required.append(f.name)

@@ -63,6 +63,26 @@ def _one_of_words(error: ValidationError) -> str | None:
     return f"needs exactly one of {', '.join(keys)}{found}"
 
 
+def _closest_alternative(error: ValidationError) -> list[ValidationError]:
+    """The errors of the one alternative of a oneOf/anyOf that fits the value's shape.
+
+    An alternative failing on `type`, `enum` or `const` at the value itself does not fit
+    (a mapping given where the choices are a string or an object); when exactly one
+    alternative fits, its own errors are the useful ones.
+    """
+    by_alternative: dict[Any, list[ValidationError]] = {}
+    for sub in error.context or []:
+        by_alternative.setdefault(sub.schema_path[0], []).append(sub)
+    fitting = [
+        subs
+        for subs in by_alternative.values()
+        if not any(s.validator in ("type", "enum", "const") and not s.relative_path for s in subs)
+    ]
+    if len(fitting) == 1:
+        return fitting[0]
+    return [best_match(error.context or [])]
+
+
 def add_schema_problems(
     data: Any,
     schema: dict[str, Any],
@@ -104,13 +124,14 @@ def _add(
                 problems.add(positions.line((*path, key)), (*path, key), "unknown field" + hint)
         return
     if keyword in ("oneOf", "anyOf"):
-        words = _one_of_words(error) if keyword == "oneOf" else None
-        if words:
+        summary = _one_of_words(error) if keyword == "oneOf" else None
+        if summary:
             bad.add(path)
-            problems.add(positions.line(path), path, words)
+            problems.add(positions.line(path), path, summary)
             return
         if error.context:
-            _add(best_match(error.context), positions, problems, bad, words)
+            for sub in _closest_alternative(error):
+                _add(sub, positions, problems, bad, words)
             return
     line = positions.line(path)
     if keyword == "required":
@@ -133,8 +154,8 @@ def _message(error: ValidationError, words: dict[str, str]) -> str:
     keyword, value, instance = error.validator, error.validator_value, error.instance
     if keyword == "type":
         types = [value] if isinstance(value, str) else list(value)
-        words = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
-        message = f"must be {words}, got {describe(instance)}"
+        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        message = f"must be {expected}, got {describe(instance)}"
         if (
             "string" in types
             and isinstance(instance, int | float)

@@ -107,6 +107,13 @@ BAD = [
     (HEAD + "distribute:\n  - {name: a}\n", 6, "distribute[0].type", "required"),
     (HEAD + "distribute:\n  - name: a\n    type: ftp\n", 7, "distribute[0].type", "must be one of"),
     (HEAD + "output:\n  colour: red\n", 6, "output.colour", "unknown field"),
+    (HEAD + "output:\n  formats:\n    - qcow3\n", 7, "output.formats[0]", "did you mean 'qcow2'"),
+    (
+        HEAD + "output:\n  formats:\n    - qcow2\n    - {format: vmdk, colour: 1}\n",
+        8,
+        "output.formats[1].colour",
+        "unknown field",
+    ),
 ]
 
 
