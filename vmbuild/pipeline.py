@@ -59,14 +59,21 @@ def safe_cleanup(label: str, func: Callable[[], Any]) -> None:
 def run_stages(stages: Sequence[Stage], ctx: Any, *, timings: dict[str, float]) -> None:
     """Run stages in order; cleanups unwind in reverse whatever happens.
 
-    `timings` receives each stage's duration in seconds.
+    `timings` receives each stage's duration in seconds. Before cleanups run after
+    a failure, `ctx.error` (when ctx has that attribute) holds the exception, so a
+    cleanup can tell success from failure (to keep a failed VM, say).
     """
     with interruptible(), contextlib.ExitStack() as stack:
-        for stage in stages:
-            stack.callback(safe_cleanup, stage.name, lambda s=stage: s.cleanup(ctx))
-            start = time.monotonic()
-            try:
-                with events.stage(stage.name, stage.title or stage.name):
-                    stage.run(ctx)
-            finally:
-                timings[stage.name] = round(time.monotonic() - start, 3)
+        try:
+            for stage in stages:
+                stack.callback(safe_cleanup, stage.name, lambda s=stage: s.cleanup(ctx))
+                start = time.monotonic()
+                try:
+                    with events.stage(stage.name, stage.title or stage.name):
+                        stage.run(ctx)
+                finally:
+                    timings[stage.name] = round(time.monotonic() - start, 3)
+        except BaseException as exc:
+            if hasattr(ctx, "error"):
+                ctx.error = exc
+            raise

@@ -1,0 +1,187 @@
+"""Working with a running build or test VM: launching it for a build, pushing the agent
+and components, running a phase with reboot-and-resume, and fetching the agent's logs.
+
+The guest layout: `/var/tmp/vmbuild/` holds the agent, the staged documents, the
+agent's state (it survives reboots, which resume needs) and its logs. Sanitize removes
+it before the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import stat
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vmbuild import events
+from vmbuild.build import BuildContext
+from vmbuild.errors import BuildError
+from vmbuild.ssh import Session
+from vmbuild.vm.machine import Machine, ReadyTimeouts, VMSpec, launch
+
+REMOTE_ROOT = "/var/tmp/vmbuild"
+REBOOT_EXIT = 194
+MAX_REBOOTS = 10
+
+
+def vm_spec(ctx: BuildContext, role: str, disk: Path) -> VMSpec:
+    """The VM for one role ("build", "test") of this build."""
+    vm = ctx.recipe.vm
+    network = {"mode": vm.network.mode.value}
+    if vm.network.name:
+        network["name"] = vm.network.name
+    return VMSpec(
+        build_id=ctx.build_id,
+        role=role,
+        disk=disk,
+        workdir=ctx.tmp / "vm",
+        console_log=ctx.logs / f"console-{role}.log",
+        uri=vm.uri,
+        accelerator=ctx.accel,
+        memory_mib=vm.memory,
+        vcpus=vm.cpus,
+        network=network,
+        uefi=vm.firmware.value == "uefi",
+        build_key=ctx.build_key,
+        extra_user_data=ctx.recipe.user_data or None,
+        keep_on_error=ctx.keep_on_error,
+    )
+
+
+def ready_timeouts(ctx: BuildContext) -> ReadyTimeouts:
+    """Readiness limits from the recipe (base values; the VM scales them for TCG)."""
+    t = ctx.recipe.timeouts.resolved(1.0)
+    return ReadyTimeouts(banner=t["boot"] + t["ssh"], login=60.0, cloud_init=t["cloud_init"])
+
+
+class RunningVM:
+    """A launched VM plus its SSH session, entered on an ExitStack the caller owns."""
+
+    def __init__(self, ctx: BuildContext, role: str, disk: Path) -> None:
+        self.ctx = ctx
+        self.role = role
+        self.stack = contextlib.ExitStack()
+        self.machine: Machine = self.stack.enter_context(launch(vm_spec(ctx, role, disk)))
+        self.session: Session | None = None
+
+    def wait_ready(self) -> Session:
+        start = time.monotonic()
+        self.session = self.machine.wait_ready(ready_timeouts(self.ctx))
+        self.stack.callback(self.close_session)
+        self.ctx.facts.setdefault("boot_seconds", {})[self.role] = round(
+            time.monotonic() - start, 1
+        )
+        return self.session
+
+    def close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def close(self, error: BaseException | None) -> None:
+        """Destroy the VM (kept running on error when the user asked)."""
+        if error is None:
+            self.stack.close()
+        else:
+            self.stack.__exit__(type(error), error, error.__traceback__)
+
+
+def push_payload(ctx: BuildContext, session: Session) -> None:
+    """Copy the agent and the staged component documents into the guest."""
+    session.run(f"rm -rf {REMOTE_ROOT} && mkdir -p {REMOTE_ROOT}", check=True, timeout=60)
+    session.put(ctx.agent, f"{REMOTE_ROOT}/vmbuild-agent.pyz", mode=0o644)
+    count = session.put_tree(ctx.bundle.root, f"{REMOTE_ROOT}/bundle")
+    events.info(f"pushed the agent and {count} component file(s) to {REMOTE_ROOT}")
+
+
+def _failures(summary: dict[str, Any]) -> list[str]:
+    """Readable failed steps from the agent's JSON summary."""
+    found = []
+    for doc in summary.get("documents") or []:
+        for phase in doc.get("phases") or []:
+            for step in phase.get("steps") or []:
+                if step.get("status") == "Failed":
+                    found.append(
+                        f"{doc.get('name')}/{phase.get('name')}/{step.get('name')}: "
+                        f"{step.get('failureMessage') or 'failed'}"
+                    )
+    return found
+
+
+def _parse_summary(stdout: str) -> dict[str, Any]:
+    text = stdout.strip()
+    if not text:
+        return {}
+    with contextlib.suppress(json.JSONDecodeError):
+        return json.loads(text)
+    with contextlib.suppress(json.JSONDecodeError, IndexError):  # last JSON line
+        return json.loads(text.splitlines()[-1])
+    return {}
+
+
+def run_phase(
+    ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float
+) -> list[dict[str, Any]]:
+    """Run `phase` of every component in recipe order; reboot and resume when asked.
+
+    Returns the agent's summaries; raises BuildError naming the failed step.
+    """
+    assert vm.session is not None
+    summaries = []
+    for index, args in enumerate(ctx.bundle.agent_arguments(f"{REMOTE_ROOT}/bundle"), 1):
+        document = ctx.bundle.documents[index - 1]
+        execution = f"{phase}-{index:02d}"
+        argv = [
+            "sudo", "-n", "python3", f"{REMOTE_ROOT}/vmbuild-agent.pyz", "run", *args,
+            "--phases", phase, "--log-directory", f"{REMOTE_ROOT}/logs",
+            "--state-directory", f"{REMOTE_ROOT}/state/{execution}",
+            "--execution-id", execution,
+        ]  # fmt: skip
+        command = shlex.join(argv)
+        for reboot in range(MAX_REBOOTS + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BuildError(f"{phase} phase: timed out (timeouts.build)")
+            result = vm.session.run(
+                command, stream=lambda line, _name: events.output(line), timeout=remaining
+            )
+            if result.exit_code != REBOOT_EXIT:
+                break
+            if reboot == MAX_REBOOTS:
+                raise BuildError(f"{document.source}: {phase}: more than {MAX_REBOOTS} reboots")
+            events.info(f"{document.source.name}: reboot requested; rebooting and resuming")
+            vm.session = vm.machine.reboot(vm.session)
+        summary = _parse_summary(result.stdout)
+        summaries.append(summary)
+        if result.exit_code != 0:
+            failed = _failures(summary) or [result.stderr.strip()[-2000:] or "no output"]
+            raise BuildError(
+                f"component {document.source}: {phase} phase failed "
+                f"(agent exit {result.exit_code}):\n  " + "\n  ".join(failed)
+            )
+    return summaries
+
+
+def fetch_logs(session: Session, local: Path) -> int:
+    """Copy the agent's log folder out of the guest; returns the number of files."""
+    sftp = session.sftp
+    remote = f"{REMOTE_ROOT}/logs"
+    count = 0
+
+    def walk(rdir: str, ldir: Path) -> None:
+        nonlocal count
+        ldir.mkdir(parents=True, exist_ok=True)
+        for entry in sftp.listdir_attr(rdir):
+            rpath = str(PurePosixPath(rdir) / entry.filename)
+            if stat.S_ISDIR(entry.st_mode or 0):
+                walk(rpath, ldir / entry.filename)
+            else:
+                sftp.get(rpath, str(ldir / entry.filename))
+                count += 1
+
+    with contextlib.suppress(FileNotFoundError):
+        walk(remote, local)
+    return count

@@ -1,0 +1,113 @@
+"""Sanitize the build VM before the snapshot, then power it off.
+
+Two steps, because the build user cannot remove itself while logged in:
+1. over SSH, a root script removes the groups the recipe keeps enabled (and always
+   vmbuild's own files), then trims the file system so the snapshot stays small;
+2. a detached root script removes authorized keys and the build user and powers the
+   guest off; vmbuild waits for the domain to stop (forced after `timeouts.shutdown`).
+Every command's output also goes to the serial console, so it lands in the console log.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from vmbuild import events
+from vmbuild.build import BuildContext
+from vmbuild.config import Sanitize as SanitizeConfig
+from vmbuild.errors import BuildError
+from vmbuild.pipeline import BaseStage
+from vmbuild.stages.guest import REMOTE_ROOT
+
+GROUPS: dict[str, str] = {
+    "cloud_init": "cloud-init clean --logs --seed || rm -rf /var/lib/cloud/*",
+    "ssh_host_keys": "rm -f /etc/ssh/ssh_host_*",
+    "machine_id": (
+        "truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; "
+        "rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret"
+    ),
+    "logs": (
+        "journalctl --rotate >/dev/null 2>&1; journalctl --vacuum-time=1s >/dev/null 2>&1; "
+        "rm -rf /var/log/journal/*/*; "
+        "find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete; "
+        "find /var/log -type f -exec truncate -s 0 {} +"
+    ),
+    "shell_history": (
+        "rm -f /root/.bash_history /root/.zsh_history /root/.python_history /root/.lesshst "
+        "/home/*/.bash_history /home/*/.zsh_history /home/*/.python_history /home/*/.lesshst"
+    ),
+    "tmp": "find /tmp /var/tmp -mindepth 1 -maxdepth 1 -exec rm -rf {} +",
+    "dhcp_leases": (
+        "rm -f /var/lib/dhcp/*.leases /var/lib/dhclient/* /var/lib/NetworkManager/*.lease "
+        "/var/lib/systemd/network/* /run/systemd/netif/leases/* 2>/dev/null; true"
+    ),
+}
+
+
+def online_script(config: SanitizeConfig) -> str:
+    """The root script run over SSH: enabled groups, extra paths, vmbuild's own files."""
+    lines = ["set -u", "exec > >(tee /dev/console) 2>&1", f"rm -rf {REMOTE_ROOT}"]
+    for group, command in GROUPS.items():
+        if getattr(config, group):
+            lines.append(f"echo 'vmbuild-sanitize: {group}'; {{ {command}; }} || true")
+    for path in config.extra_paths:
+        lines.append(f"echo 'vmbuild-sanitize: {path}'; rm -rf -- {shlex.quote(path)}")
+    lines += ["sync", "fstrim -av 2>/dev/null || true", "echo 'vmbuild-sanitize: done'"]
+    return "\n".join(lines) + "\n"
+
+
+def final_script(config: SanitizeConfig, user: str) -> str:
+    """The detached root script: the build user's access, then power-off."""
+    home = f"/home/{user}"
+    lines = ["exec >/dev/console 2>&1", "sleep 1"]
+    if config.authorized_keys and not config.build_user:
+        lines.append(f"rm -f {home}/.ssh/authorized_keys")
+    if config.build_user:
+        lines += [
+            f"pkill -KILL -u {user} || true",
+            f"userdel -f -r {user} || true",
+            f"rm -rf {home} /etc/sudoers.d/90-cloud-init-users",
+        ]
+    if config.shell_history:
+        lines.append("rm -f /root/.bash_history")
+    lines += ["sync", "echo 'vmbuild-sanitize: powering off'", "systemctl poweroff"]
+    return "\n".join(lines) + "\n"
+
+
+class Sanitize(BaseStage):
+    name = "sanitize"
+    title = "Sanitizing the build VM and shutting it down"
+
+    def run(self, ctx: BuildContext) -> None:
+        vm = ctx.machine
+        session = vm.session
+        config = ctx.recipe.sanitize
+        result = session.run(
+            "sudo -n bash -s",
+            input=online_script(config),
+            stream=lambda line, _n: events.output(line, source="sanitize"),
+            timeout=600,
+        )
+        if result.exit_code != 0:
+            raise BuildError(f"sanitize failed (exit {result.exit_code}): {result.stderr[-1500:]}")
+        user = vm.machine.spec.user
+        remote = "/run/vmbuild-final.sh"
+        session.run(f"sudo -n tee {remote} >/dev/null", input=final_script(config, user),
+                    check=True, timeout=60)  # fmt: skip
+        session.start(f"sudo -n systemd-run --no-block --unit=vmbuild-final bash {remote}")
+        vm.close_session()
+        self._wait_poweroff(ctx)
+
+    def _wait_poweroff(self, ctx: BuildContext) -> None:
+        machine = ctx.machine.machine
+        limit = machine.scale(ctx.recipe.timeouts.resolved(1.0)["shutdown"])
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if not machine.is_running():
+                events.info("build VM powered off cleanly")
+                ctx.facts["clean_shutdown"] = True
+                return
+            time.sleep(0.5)
+        events.warn(f"the build VM did not power off within {limit:.0f}s; forcing it")
+        ctx.facts["clean_shutdown"] = machine.shutdown(30)

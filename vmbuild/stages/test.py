@@ -1,0 +1,39 @@
+"""Test: boot a fresh VM from the new image (on a throwaway overlay, with a fresh seed)
+and run every component's test phase. The new image itself is never written."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from vmbuild import disk
+from vmbuild.build import BuildContext
+from vmbuild.pipeline import BaseStage
+from vmbuild.stages.guest import RunningVM, fetch_logs, push_payload, run_phase
+
+
+class TestImage(BaseStage):
+    name = "test"
+    title = "Testing the new image in a fresh VM"
+
+    def __init__(self) -> None:
+        self.vm: RunningVM | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        assert ctx.image is not None
+        overlay = disk.overlay(ctx.image, ctx.tmp / "test.qcow2")
+        self.vm = RunningVM(ctx, "test", overlay)
+        session = self.vm.wait_ready()
+        push_payload(ctx, session)
+        deadline = time.monotonic() + ctx.recipe.test.timeout
+        try:
+            run_phase(ctx, self.vm, "test", deadline=deadline)
+        finally:
+            if self.vm.session is not None and self.vm.session.is_active():
+                with contextlib.suppress(Exception):
+                    fetch_logs(self.vm.session, ctx.logs / "agent-test")
+
+    def cleanup(self, ctx: BuildContext) -> None:
+        if self.vm is not None:
+            self.vm.close(ctx.error)
+        (ctx.tmp / "test.qcow2").unlink(missing_ok=True)
