@@ -1,8 +1,10 @@
 """Staging component documents into a folder ready to push to the guest.
 
-The folder holds `documents/NN-<name>` (in recipe order, so names never clash) and
-`parameters.json`, which lists each document with its sha256 (for the manifest) and
-the parameters it runs with. The folder appears complete or not at all.
+Each component gets `documents/NN/` (recipe order, so names never clash) holding its
+document and every document it runs through `ExecuteDocument` with a relative path,
+laid out as on the host so those paths still resolve. `parameters.json` lists each
+component with the sha256 of every staged file (for the manifest) and its parameters.
+The folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vmbuild.components.agent import parameters_arg
 from vmbuild.config.recipe import Component
@@ -26,10 +30,11 @@ PARAMETERS_FILE = "parameters.json"
 
 @dataclass(frozen=True)
 class StagedDocument:
-    file: str  # relative to the bundle root, with '/' separators
+    file: str  # the component's document, relative to the bundle root ('/' separators)
     source: Path
     sha256: str
     parameters: dict[str, str]
+    files: dict[str, str] = field(default_factory=dict)  # every staged file -> sha256
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +42,7 @@ class StagedDocument:
             "source": str(self.source),
             "sha256": self.sha256,
             "parameters": dict(self.parameters),
+            "files": dict(self.files),
         }
 
 
@@ -63,6 +69,58 @@ class Bundle:
         return argv
 
 
+def nested_documents(document: Path) -> list[Path]:
+    """`document` and, recursively, the local documents its ExecuteDocument steps name.
+
+    Targets with `{{ placeholders }}` or absolute paths (guest paths) are left alone;
+    unreadable documents are skipped here (the agent's validator reports them).
+    """
+    found: list[Path] = []
+    todo = [Path(os.path.abspath(document))]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.append(current)
+        try:
+            data = yaml.safe_load(current.read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        for target in _execute_document_targets(data):
+            full = Path(os.path.abspath(current.parent / target))
+            if full.is_file():
+                todo.append(full)
+    return found
+
+
+def _execute_document_targets(data: Any) -> list[str]:
+    targets = []
+    phases = data.get("phases") if isinstance(data, dict) else None
+    for phase in phases if isinstance(phases, list) else []:
+        steps = phase.get("steps") if isinstance(phase, dict) else None
+        for step in steps if isinstance(steps, list) else []:
+            if not isinstance(step, dict) or step.get("action") != "ExecuteDocument":
+                continue
+            inputs = step.get("inputs")
+            target = inputs.get("document") if isinstance(inputs, dict) else None
+            if isinstance(target, str) and "{{" not in target and not os.path.isabs(target):
+                targets.append(target)
+    return targets
+
+
+def _stage_one(component: Component, folder: Path, prefix: str) -> StagedDocument:
+    documents = nested_documents(component.path)
+    common = Path(os.path.commonpath([d.parent for d in documents]))
+    files = {}
+    for document in documents:
+        relative = document.relative_to(common).as_posix()
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(document, folder / relative)
+        files[f"{prefix}/{relative}"] = sha256_file(folder / relative)
+    top = f"{prefix}/{documents[0].relative_to(common).as_posix()}"
+    return StagedDocument(top, component.path, files[top], dict(component.parameters), files)
+
+
 def stage(components: Iterable[Component], dest: Path) -> Bundle:
     """Copy the documents and write parameters.json into `dest` (which must not exist yet)."""
     dest = Path(dest)
@@ -71,14 +129,10 @@ def stage(components: Iterable[Component], dest: Path) -> Bundle:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
-        (tmp / "documents").mkdir()
         staged = []
         for i, component in enumerate(components, start=1):
-            name = f"documents/{i:02d}-{component.path.name}"
-            shutil.copyfile(component.path, tmp / name)
-            staged.append(
-                StagedDocument(name, component.path, sha256_file(tmp / name), component.parameters)
-            )
+            prefix = f"documents/{i:02d}"
+            staged.append(_stage_one(component, tmp / prefix, prefix))
         bundle_docs = tuple(staged)
         with open(tmp / PARAMETERS_FILE, "w") as fh:
             json.dump({"documents": [d.to_dict() for d in bundle_docs]}, fh, indent=2)

@@ -28,7 +28,7 @@ def test_stage_copies_in_order_with_checksums(tmp_path: Path, documents):
     bundle = stage(documents, tmp_path / "out" / "components")
     assert isinstance(bundle, Bundle)
     files = [d.file for d in bundle.documents]
-    assert files == ["documents/01-setup.yml", "documents/02-setup.yml"]
+    assert files == ["documents/01/setup.yml", "documents/02/setup.yml"]
     for doc, component in zip(bundle.documents, documents, strict=True):
         staged = bundle.root / doc.file
         assert staged.read_bytes() == component.path.read_bytes()
@@ -44,11 +44,11 @@ def test_agent_arguments_per_document(tmp_path: Path, documents):
     assert bundle.agent_arguments("/var/lib/vmbuild/components/") == [
         [
             "--documents",
-            "/var/lib/vmbuild/components/documents/01-setup.yml",
+            "/var/lib/vmbuild/components/documents/01/setup.yml",
             "--parameters",
             "greeting=hi,n=1",
         ],
-        ["--documents", "/var/lib/vmbuild/components/documents/02-setup.yml"],
+        ["--documents", "/var/lib/vmbuild/components/documents/02/setup.yml"],
     ]
 
 
@@ -66,3 +66,34 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, documents):
     with pytest.raises(BuildError, match="nope.yml"):
         stage([*documents, missing], out / "components")
     assert list(out.iterdir()) == []
+
+
+def test_nested_documents_keep_their_relative_layout(tmp_path: Path):
+    (tmp_path / "common").mkdir()
+    (tmp_path / "web").mkdir()
+    (tmp_path / "common" / "base.yml").write_text("name: base\n")
+    (tmp_path / "web" / "extra.yml").write_text("name: extra\n")
+    top = tmp_path / "web" / "site.yml"
+    top.write_text(
+        """\
+name: site
+phases:
+  - name: build
+    steps:
+      - {name: Base, action: ExecuteDocument, inputs: {document: ../common/base.yml}}
+      - {name: Extra, action: ExecuteDocument, inputs: {document: extra.yml}}
+      - {name: Guest, action: ExecuteDocument, inputs: {document: /opt/x.yml}}
+      - {name: Var, action: ExecuteDocument, inputs: {document: "{{ which }}.yml"}}
+"""
+    )
+    bundle = stage([Component(top, {})], tmp_path / "out")
+    (doc,) = bundle.documents
+    assert doc.file == "documents/01/web/site.yml"
+    assert sorted(doc.files) == [
+        "documents/01/common/base.yml",
+        "documents/01/web/extra.yml",
+        "documents/01/web/site.yml",
+    ]
+    staged_top = bundle.root / doc.file
+    assert (staged_top.parent / "../common/base.yml").resolve().read_text() == "name: base\n"
+    assert doc.files["documents/01/web/extra.yml"] == hashlib.sha256(b"name: extra\n").hexdigest()
