@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +54,20 @@ def agent_path() -> Path:
     return AGENT_PYZ
 
 
-def parameters_arg(parameters: dict[str, str]) -> str:
-    """`k=v,k2=v2` as the agent's `--parameters` takes it."""
-    return ",".join(f"{k}={v}" for k, v in parameters.items())
-
-
 def validate(document: Path, parameters: dict[str, str]) -> dict[str, Any]:
-    """The agent's JSON report for one document: `{"valid", "problems": [...]}`."""
-    argv: list[str | Path] = [
-        sys.executable, agent_path(), "validate", "--json", "--documents", document,
-    ]  # fmt: skip
-    if parameters:
-        argv += ["--parameters", parameters_arg(parameters)]
-    proc = run(argv, check=False, timeout=120)
+    """The agent's JSON report for one document: `{"valid", "problems": [...]}`.
+
+    Parameters travel in a JSON file, so values may hold any character (`,` and `=` too).
+    """
+    with tempfile.TemporaryDirectory(prefix="vmbuild-validate-") as tmp:
+        argv: list[str | Path] = [
+            sys.executable, agent_path(), "validate", "--json", "--documents", document,
+        ]  # fmt: skip
+        if parameters:
+            params_file = Path(tmp) / "parameters.json"
+            params_file.write_text(json.dumps(parameters))
+            argv += ["--parameters-file", params_file]
+        proc = run(argv, check=False, timeout=120)
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:

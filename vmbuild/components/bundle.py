@@ -2,9 +2,10 @@
 
 Each component gets `documents/NN/` (recipe order, so names never clash) holding its
 document and every document it runs through `ExecuteDocument` with a relative path,
-laid out as on the host so those paths still resolve. `parameters.json` lists each
-component with the sha256 of every staged file (for the manifest) and its parameters.
-The folder appears complete or not at all.
+laid out as on the host so those paths still resolve, and `parameters/NN.json`, the
+agent's `--parameters-file` (JSON, so values may hold any character). `parameters.json`
+lists each component with the sha256 of every staged file (for the manifest) and its
+parameters. The folder appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from vmbuild.components.agent import parameters_arg
 from vmbuild.config.recipe import Component
 from vmbuild.errors import BuildError
 from vmbuild.fsutil import fsync_dir, sha256_file
@@ -60,13 +60,18 @@ class Bundle:
 
         Documents run one agent invocation each, because parameters belong to one document.
         """
+        root = remote_root.rstrip("/")
         argv = []
-        for doc in self.documents:
-            args = ["--documents", f"{remote_root.rstrip('/')}/{doc.file}"]
+        for index, doc in enumerate(self.documents, start=1):
+            args = ["--documents", f"{root}/{doc.file}"]
             if doc.parameters:
-                args += ["--parameters", parameters_arg(doc.parameters)]
+                args += ["--parameters-file", f"{root}/{_parameters_file(index)}"]
             argv.append(args)
         return argv
+
+
+def _parameters_file(index: int) -> str:
+    return f"parameters/{index:02d}.json"
 
 
 def nested_documents(document: Path) -> list[Path]:
@@ -121,6 +126,14 @@ def _stage_one(component: Component, folder: Path, prefix: str) -> StagedDocumen
     return StagedDocument(top, component.path, files[top], dict(component.parameters), files)
 
 
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def stage(components: Iterable[Component], dest: Path) -> Bundle:
     """Copy the documents and write parameters.json into `dest` (which must not exist yet)."""
     dest = Path(dest)
@@ -130,15 +143,14 @@ def stage(components: Iterable[Component], dest: Path) -> Bundle:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
     try:
         staged = []
+        (tmp / "parameters").mkdir()
         for i, component in enumerate(components, start=1):
             prefix = f"documents/{i:02d}"
             staged.append(_stage_one(component, tmp / prefix, prefix))
+            if component.parameters:
+                _write_json(tmp / _parameters_file(i), component.parameters)
         bundle_docs = tuple(staged)
-        with open(tmp / PARAMETERS_FILE, "w") as fh:
-            json.dump({"documents": [d.to_dict() for d in bundle_docs]}, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _write_json(tmp / PARAMETERS_FILE, {"documents": [d.to_dict() for d in bundle_docs]})
         os.rename(tmp, dest)
         fsync_dir(dest.parent)
     except OSError as exc:

@@ -10,24 +10,11 @@ from vmbuild.config.recipe import Component
 
 
 def component_problems(components: Iterable[Component]) -> list[Problem]:
-    """Every problem the agent finds, each prefixed by where the recipe lists the component.
-
-    A component's parameters contain no ',' or '=' in names and no ',' in values,
-    which is what the agent's `--parameters k=v,...` can carry.
-    """
+    """Every problem the agent finds, each prefixed by where the recipe lists the component."""
     problems: list[Problem] = []
     for component in components:
         origin = component.origin
         file, line, field = (origin.file, origin.line, origin.field) if origin else ("", None, "")
-        unsendable = [
-            k for k, v in component.parameters.items() if "," in k + v or "=" in k or not k
-        ]
-        for name in unsendable:
-            problems.append(
-                Problem(file, line, f"{field}.parameters.{name}", "must not contain ','")
-            )
-        if unsendable:
-            continue
         report = validate(component.path, component.parameters)
         if report.get("valid"):
             continue

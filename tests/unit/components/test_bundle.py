@@ -33,6 +33,11 @@ def test_stage_copies_in_order_with_checksums(tmp_path: Path, documents):
         staged = bundle.root / doc.file
         assert staged.read_bytes() == component.path.read_bytes()
         assert doc.sha256 == hashlib.sha256(component.path.read_bytes()).hexdigest()
+    assert json.loads((bundle.root / "parameters" / "01.json").read_text()) == {
+        "greeting": "hi",
+        "n": "1",
+    }
+    assert not (bundle.root / "parameters" / "02.json").exists()
     params = json.loads((bundle.root / "parameters.json").read_text())
     assert params == {"documents": bundle.manifest()}
     assert params["documents"][0]["parameters"] == {"greeting": "hi", "n": "1"}
@@ -45,8 +50,8 @@ def test_agent_arguments_per_document(tmp_path: Path, documents):
         [
             "--documents",
             "/var/lib/vmbuild/components/documents/01/setup.yml",
-            "--parameters",
-            "greeting=hi,n=1",
+            "--parameters-file",
+            "/var/lib/vmbuild/components/parameters/01.json",
         ],
         ["--documents", "/var/lib/vmbuild/components/documents/02/setup.yml"],
     ]
