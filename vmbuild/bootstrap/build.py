@@ -1,0 +1,113 @@
+"""One bootstrap build: root tree -> raw disk -> zstd-compressed qcow2, with cleanup.
+
+Everything the build creates (work folder, mounts, loop devices) is registered
+for cleanup the moment it exists and undone in reverse on success, error,
+Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vmbuild import disk, events
+from vmbuild.bootstrap.assemble import _mounts_under, assemble_disk, detach_loops, unmount_under
+from vmbuild.bootstrap.definition import Definition
+from vmbuild.bootstrap.distributions import get_distribution
+from vmbuild.errors import BuildError, Interrupted
+from vmbuild.paths import cache_dir
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Interrupted` so `finally` blocks (cleanup) run.
+
+    A second SIGTERM during cleanup is ignored rather than cutting cleanup short.
+    Only the main thread can own signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted("terminated by SIGTERM; cleaned up")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_workdir(work: Path) -> None:
+    unmount_under(work)
+    if _mounts_under(work):  # never let rmtree walk into a mounted /proc or /dev
+        raise BuildError(f"{work} still has mounts; not removing it")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
+def build_image(definition: Definition, mirror: str, dest: Path) -> dict[str, Any]:
+    """Build the image for `definition` into `dest` (qcow2); returns sizes and durations."""
+    durations: dict[str, float] = {}
+    stats: dict[str, Any] = {"durations": durations}
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        start = time.monotonic()
+        yield
+        durations[name] = round(time.monotonic() - start, 1)
+
+    with sigterm_raises(), contextlib.ExitStack() as stack:
+        base = cache_dir("bootstrap")
+        work = Path(tempfile.mkdtemp(prefix="work-", dir=base))
+        stack.callback(_remove_workdir, work)
+        root, raw = work / "root", work / "disk.raw"
+        stack.callback(detach_loops, raw)
+        distribution = get_distribution(definition, mirror)
+        fs_uuid = str(uuid.uuid4())
+        package_cache = base / "packages" / f"{definition.distribution}-{definition.release}"
+        with timed("root"):
+            distribution.build_root(root, package_cache=package_cache, fs_uuid=fs_uuid)
+        kernel, initrd = distribution.kernel_paths(root)
+        stats["root_tree_bytes"] = _tree_bytes(root)
+        with timed("disk"):
+            assemble_disk(
+                root,
+                raw,
+                size=definition.disk_size,
+                fs_uuid=fs_uuid,
+                label=definition.fs_label,
+                kernel=kernel,
+                initrd=initrd,
+                cmdline=definition.kernel_cmdline,
+                timeout=definition.boot_timeout,
+                workdir=work,
+            )
+        with timed("convert"), events.stage("bootstrap-convert", "Compressing to qcow2 (zstd)"):
+            disk.convert(
+                raw,
+                dest,
+                "qcow2",
+                source_format="raw",
+                compress=True,
+                options={"compression_type": "zstd"},
+            )
+        stats["fs_uuid"] = fs_uuid
+    return stats
