@@ -114,7 +114,7 @@ class _Checker:
         self.problems = problems
         self.bad = bad
         self.origins: list[r.Origin] = []
-        self.components: list[dict[str, Any]] = []
+        self.checkable: list[r.Component] = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -231,8 +231,10 @@ class _Checker:
                 if not resolved.is_file():
                     self.add((*where, "path"), f"no such file: {resolved}")
             params = item.get("parameters", {})
-            if isinstance(params, dict) and self.ok((*where, "parameters")):
-                component["parameters"] = {k: _param_text(v) for k, v in params.items()}
+            # Not a mapping: the schema reported it; {} keeps the checks below simple.
+            component["parameters"] = (
+                {k: _param_text(v) for k, v in params.items()} if isinstance(params, dict) else {}
+            )
             key = (
                 str(component.get("path")),
                 tuple(sorted(component.get("parameters", {}).items())),
@@ -241,22 +243,16 @@ class _Checker:
                 self.add(where, f"same document and parameters as components[{seen[key]}]")
             seen.setdefault(key, i)
             out.append(component)
-            self.origins.append(
-                r.Origin(self.problems.file, self.positions.line(where), f"components[{i}]")
-            )
-        self.components = out
+            origin = r.Origin(self.problems.file, self.positions.line(where), f"components[{i}]")
+            self.origins.append(origin)
+            document = Path(str(component.get("path")))
+            if self.clean(where) and document.is_file():
+                self.checkable.append(r.Component(document, component["parameters"], origin=origin))
         return out
 
     def checkable_components(self) -> list[r.Component]:
-        """Components whose document exists, for the agent's validator."""
-        ready = []
-        for raw, origin in zip(self.components, self.origins, strict=True):
-            path = raw.get("path")
-            if isinstance(path, str) and Path(path).is_file():
-                ready.append(
-                    r.Component(Path(path), dict(raw.get("parameters", {})), origin=origin)
-                )
-        return ready
+        """Well-formed components whose document exists, for the agent's validator."""
+        return list(self.checkable)
 
     def vm(self) -> dict[str, Any]:
         vm = self.section("vm")

@@ -85,6 +85,12 @@ BAD = [
         "same document and parameters as components[0]",
     ),
     (HEAD + "components:\n  - hello.yml\n", 6, "components[0]", "must be a mapping"),
+    (
+        HEAD + "components:\n  - path: hello.yml\n    parameters: [a]\n",
+        7,
+        "components[0].parameters",
+        "must be a mapping",
+    ),
     (HEAD + "timeouts:\n  boot: ten minutes\n", 6, "timeouts.boot", "not a duration"),
     (HEAD + "timeouts:\n  ssh: 0\n", 6, "timeouts.ssh", "more than 0 seconds"),
     (HEAD + "timeouts:\n  reboot: 60\n", 6, "timeouts.reboot", "unknown field"),
