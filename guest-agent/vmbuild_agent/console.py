@@ -11,8 +11,9 @@ from typing import IO
 class Console:
     """Line-oriented sink shared by every step (steps may write from worker threads)."""
 
-    def __init__(self, log_path: Path | None = None, stream: IO[str] | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
+    def __init__(self, log_path: Path | None = None, stream: IO[str] | bool | None = True) -> None:
+        # stream=True: live output on stderr; None/False: console.log only (--quiet)
+        self.stream: IO[str] | None = sys.stderr if stream is True else (stream or None)
         self.lock = threading.Lock()
         self.file: IO[str] | None = None
         if log_path is not None:

@@ -14,9 +14,7 @@ import hashlib
 import hmac
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +188,9 @@ class S3Client:
         body: bytes = b"",
         headers: dict | None = None,
     ) -> Any:
+        import urllib.error  # lazily: see actions/web.py
+        import urllib.request
+
         url = self.url(bucket, key, query)
         headers = dict(headers or {})
         if self.expected_owner:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from vmbuild_agent.actions import Action, Field, as_bool, register
@@ -41,6 +38,11 @@ def fetch(
     headers: dict | None = None,
 ) -> str:
     """Stream `url` into `dest` atomically; returns the hex digest when `algorithm` is set."""
+    # Imported here: ssl and urllib.request cost ~0.1 s, and `validate` must stay quick.
+    import ssl
+    import urllib.error
+    import urllib.request
+
     context = None
     if insecure and url.startswith("https:"):
         context = ssl.create_default_context()

@@ -109,10 +109,21 @@ class Agent:
     ) -> AgentResult:
         path = doc if isinstance(doc, Path) else write_doc(self.tmp, doc)
         return self.cli(
-            "run", "--documents", str(path), "--phases", phases,
-            "--log-directory", str(self.log_dir), "--state-directory", str(self.tmp / "state"),
-            "--execution-id", execution_id, *more, env=env, timeout=timeout,
-        )  # fmt: skip
+            "run",
+            "--documents",
+            str(path),
+            "--phases",
+            phases,
+            "--log-directory",
+            str(self.log_dir),
+            "--state-directory",
+            str(self.tmp / "state"),
+            "--execution-id",
+            execution_id,
+            *more,
+            env=env,
+            timeout=timeout,
+        )
 
     def validate(self, *paths: Path, extra: tuple = ()) -> tuple[int, dict]:
         result = self.cli("validate", "--json", "--documents", ",".join(map(str, paths)), *extra)

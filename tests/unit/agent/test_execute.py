@@ -16,13 +16,19 @@ def test_output_streams_to_stderr_and_console_log_and_only_json_goes_to_stdout(a
         "constants": [{"greeting": {"type": "string", "value": "hello"}}],
         "parameters": [{"who": {"type": "string", "default": "world"}}],
         "phases": [
-            {"name": "build", "steps": [bash("Say", "echo '{{ greeting }} {{ who }}'", "echo err >&2")]},
-            {"name": "validate", "steps": [
-                bash("Repeat", "echo 'again: {{ build.Say.outputs.stdout }}'"),
-                bash("Inputs", "echo '{{ build.Say.inputs.commands[1] }}'"),
-            ]},
+            {
+                "name": "build",
+                "steps": [bash("Say", "echo '{{ greeting }} {{ who }}'", "echo err >&2")],
+            },
+            {
+                "name": "validate",
+                "steps": [
+                    bash("Repeat", "echo 'again: {{ build.Say.outputs.stdout }}'"),
+                    bash("Inputs", "echo '{{ build.Say.inputs.commands[1] }}'"),
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     result = agent.run(doc, "--parameters", "who=vmbuild")
     assert result.code == 0, result.stderr
     summary = result.summary  # stdout parses as one JSON document
@@ -37,8 +43,16 @@ def test_output_streams_to_stderr_and_console_log_and_only_json_goes_to_stdout(a
     detailed = result.detailed
     assert detailed["executionId"] == "exec-1"
     step = detailed["documents"][0]["phases"][0]["steps"][0]
-    assert set(step) >= {"name", "action", "status", "startTime", "endTime", "inputs", "outputs",
-                         "failureMessage"}  # fmt: skip
+    assert set(step) >= {
+        "name",
+        "action",
+        "status",
+        "startTime",
+        "endTime",
+        "inputs",
+        "outputs",
+        "failureMessage",
+    }
     copies = sorted(p.name for p in (result.exec_dir / "documents").iterdir())
     assert copies == ["01-doc.yml", "parameters.json"]
 
@@ -74,10 +88,13 @@ def test_on_failure_continue_and_ignore(agent: Agent):
         "name": "c",
         "schemaVersion": 1.0,
         "phases": [
-            {"name": "build", "steps": [bash("Bad", "exit 1", onFailure="Continue"), bash("Next", "true")]},
+            {
+                "name": "build",
+                "steps": [bash("Bad", "exit 1", onFailure="Continue"), bash("Next", "true")],
+            },
             {"name": "validate", "steps": [bash("Later", "true")]},
         ],
-    }  # fmt: skip
+    }
     result = agent.run(doc, execution_id="exec-2")
     assert result.code == 1
     assert result.statuses() == {"build.Bad": "Failed", "build.Next": "Success"}
@@ -117,11 +134,18 @@ def test_max_attempts_retries_until_success(agent: Agent, tmp_path: Path):
 
 def test_execute_binary_with_arguments(agent: Agent, tmp_path: Path):
     doc = simple(
-        {"name": "Printf", "action": "ExecuteBinary",
-         "inputs": {"path": "printf", "arguments": ["%s-%s", "a", "b"]}},
-        {"name": "Missing", "action": "ExecuteBinary", "inputs": {"path": str(tmp_path / "nope")},
-         "onFailure": "Ignore"},
-    )  # fmt: skip
+        {
+            "name": "Printf",
+            "action": "ExecuteBinary",
+            "inputs": {"path": "printf", "arguments": ["%s-%s", "a", "b"]},
+        },
+        {
+            "name": "Missing",
+            "action": "ExecuteBinary",
+            "inputs": {"path": str(tmp_path / "nope")},
+            "onFailure": "Ignore",
+        },
+    )
     result = agent.run(doc)
     assert result.code == 0
     assert result.step("Printf")["outputs"]["stdout"] == "a-b"
@@ -133,11 +157,17 @@ def test_nested_documents_with_parameters_and_depth_limit(agent: Agent, tmp_path
     inner = simple(bash("Write", f"echo '{{{{ word }}}}' >> {out}"))
     inner["parameters"] = [{"word": {"type": "string"}}]
     write_doc(tmp_path, inner, "inner.yml")
-    outer = simple({
-        "name": "RunInner", "action": "ExecuteDocument",
-        "inputs": {"document": "inner.yml", "phases": "build",
-                   "parameters": [{"name": "word", "value": "from-outer"}]},
-    })  # fmt: skip
+    outer = simple(
+        {
+            "name": "RunInner",
+            "action": "ExecuteDocument",
+            "inputs": {
+                "document": "inner.yml",
+                "phases": "build",
+                "parameters": [{"name": "word", "value": "from-outer"}],
+            },
+        }
+    )
     result = agent.run(write_doc(tmp_path, outer, "outer.yml"))
     assert result.code == 0, result.stderr
     assert out.read_text() == "from-outer\n"
@@ -189,14 +219,28 @@ def test_zipapp_runs_the_same_document(agent: Agent, tmp_path: Path):
     from tests.unit.agent.helpers import AGENT_DIR
 
     pyz = tmp_path / "vmbuild-agent.pyz"
-    subprocess.run([sys.executable, str(AGENT_DIR / "build.py"), "--output", str(pyz)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(AGENT_DIR / "build.py"), "--output", str(pyz)],
+        check=True,
+        capture_output=True,
+    )
     doc = write_doc(tmp_path, simple(bash("Hi", "echo from-pyz")), "doc.json")
     proc = subprocess.run(
-        [sys.executable, str(pyz), "run", "--documents", str(doc), "--phases", "build",
-         "--log-directory", str(tmp_path / "logs")],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(pyz),
+            "run",
+            "--documents",
+            str(doc),
+            "--phases",
+            "build",
+            "--log-directory",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["status"] == "Success"

@@ -17,10 +17,14 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
     t = tmp_path / "tree"
     doc = simple(
         step("MakeDirs", "CreateFolder", [{"path": f"{t}/a/b", "permissions": "0750"}]),
-        step("Make", "CreateFile", [
-            {"path": f"{t}/a/hello.txt", "content": "hello\n", "permissions": 640},
-            {"path": f"{t}/a/utf16.txt", "content": "wide", "encoding": "utf-16"},
-        ]),
+        step(
+            "Make",
+            "CreateFile",
+            [
+                {"path": f"{t}/a/hello.txt", "content": "hello\n", "permissions": 640},
+                {"path": f"{t}/a/utf16.txt", "content": "wide", "encoding": "utf-16"},
+            ],
+        ),
         step("Append", "AppendFile", [{"path": f"{t}/a/hello.txt", "content": "more\n"}]),
         step("Copy", "CopyFile", [{"source": f"{t}/a/hello.txt", "destination": f"{t}/copy.txt"}]),
         step("CopyDir", "CopyFolder", [{"source": f"{t}/a", "destination": f"{t}/a2"}]),
@@ -30,16 +34,21 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
         step("Read", "ReadFile", {"path": f"{t}/link"}),
         step("ReadWide", "ReadFile", {"path": f"{t}/a/utf16.txt"}),
         step("Encode", "SetFileEncoding", [{"path": f"{t}/a/utf16.txt", "encoding": "utf8"}]),
-        step("List", "ListFiles", [{"path": str(t), "fileNamePattern": "*.txt", "recursion": True}]),
+        step(
+            "List", "ListFiles", [{"path": str(t), "fileNamePattern": "*.txt", "recursion": True}]
+        ),
         step("ListTop", "ListFiles", [{"path": str(t)}]),
         step("Mode", "SetFilePermissions", [{"path": f"{t}/moved.txt", "permissions": "0600"}]),
-        step("ModeDir", "SetFolderPermissions",
-             [{"path": f"{t}/a3", "permissions": "0700", "recurse": True}]),
+        step(
+            "ModeDir",
+            "SetFolderPermissions",
+            [{"path": f"{t}/a3", "permissions": "0700", "recurse": True}],
+        ),
         step("Owner", "SetFileOwner", [{"path": f"{t}/moved.txt", "owner": "nobody"}]),
         step("OwnerDir", "SetFolderOwner", [{"path": f"{t}/a3", "owner": "65534", "group": "0"}]),
         step("Delete", "DeleteFile", [{"path": f"{t}/a3/*.txt"}]),
         step("DeleteDir", "DeleteFolder", [{"path": f"{t}/a3", "force": True}]),
-    )  # fmt: skip
+    )
     result = agent.run(doc)
     assert result.code == 0, result.stderr + result.stdout
     assert (t / "a/hello.txt").read_text() == "hello\nmore\n"
@@ -52,9 +61,14 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
     assert result.step("ReadWide")["outputs"] == {"content": "wide"}
     assert (t / "a/utf16.txt").read_bytes() == b"wide"
     assert result.step("List")["outputs"]["files"] == sorted(
-        [f"{t}/a/hello.txt", f"{t}/a/utf16.txt", f"{t}/a3/hello.txt", f"{t}/a3/utf16.txt",
-         f"{t}/moved.txt"]
-    )  # fmt: skip
+        [
+            f"{t}/a/hello.txt",
+            f"{t}/a/utf16.txt",
+            f"{t}/a3/hello.txt",
+            f"{t}/a3/utf16.txt",
+            f"{t}/moved.txt",
+        ]
+    )
     assert result.step("ListTop")["outputs"]["files"] == [f"{t}/link", f"{t}/moved.txt"]
     assert stat.S_IMODE((t / "moved.txt").stat().st_mode) == 0o600
     assert (t / "moved.txt").stat().st_uid == 65534
@@ -68,17 +82,33 @@ def test_file_action_failures_name_the_path(agent: Agent, tmp_path: Path):
     folder.mkdir()
     (folder / "f").write_text("x")
     doc = simple(
-        step("NoOverwrite", "CreateFile",
-             [{"path": str(existing), "content": "new", "overwrite": False}], onFailure="Ignore"),
-        step("CopyMissing", "CopyFile",
-             [{"source": f"{tmp_path}/missing", "destination": f"{tmp_path}/x"}], onFailure="Ignore"),
+        step(
+            "NoOverwrite",
+            "CreateFile",
+            [{"path": str(existing), "content": "new", "overwrite": False}],
+            onFailure="Ignore",
+        ),
+        step(
+            "CopyMissing",
+            "CopyFile",
+            [{"source": f"{tmp_path}/missing", "destination": f"{tmp_path}/x"}],
+            onFailure="Ignore",
+        ),
         step("NotEmpty", "DeleteFolder", [{"path": str(folder)}], onFailure="Ignore"),
         step("DeleteMissing", "DeleteFile", [{"path": f"{tmp_path}/nope"}], onFailure="Ignore"),
-        step("BadOwner", "SetFileOwner", [{"path": str(existing), "owner": "no-such-user-x"}],
-             onFailure="Ignore"),
-        step("AppendMissing", "AppendFile", [{"path": f"{tmp_path}/nope", "content": "x"}],
-             onFailure="Ignore"),
-    )  # fmt: skip
+        step(
+            "BadOwner",
+            "SetFileOwner",
+            [{"path": str(existing), "owner": "no-such-user-x"}],
+            onFailure="Ignore",
+        ),
+        step(
+            "AppendMissing",
+            "AppendFile",
+            [{"path": f"{tmp_path}/nope", "content": "x"}],
+            onFailure="Ignore",
+        ),
+    )
     result = agent.run(doc)
     assert result.code == 0
     assert existing.read_text() == "keep"
@@ -96,8 +126,13 @@ def test_file_action_failures_name_the_path(agent: Agent, tmp_path: Path):
 
 
 def test_no_partial_file_is_left_behind(agent: Agent, tmp_path: Path):
-    doc = simple(step("Bad", "CreateFile",
-                      [{"path": f"{tmp_path}/x.txt", "content": "é", "encoding": "ascii"}]))  # fmt: skip
+    doc = simple(
+        step(
+            "Bad",
+            "CreateFile",
+            [{"path": f"{tmp_path}/x.txt", "content": "é", "encoding": "ascii"}],
+        )
+    )
     result = agent.run(doc)
     assert result.code == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".x", "x"))) == []

@@ -6,33 +6,50 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from vmbuild_agent.expressions import check_condition, evaluate
 
 from tests.unit.agent.helpers import Agent, bash, simple, write_doc
-from vmbuild_agent.expressions import check_condition, evaluate
 
 
 def test_loop_forms(agent: Agent, tmp_path: Path):
     out = tmp_path / "out"
     doc = simple(
-        bash("Up", f"echo up {{{{ loop.index }}}}={{{{ loop.value }}}} >> {out}",
-             loop={"for": {"start": 1, "end": 5, "updateBy": 2}}),
-        bash("Down", f"echo down {{{{ loop.value }}}} >> {out}",
-             loop={"for": {"start": 2, "end": 1, "updateBy": -1}}),
+        bash(
+            "Up",
+            f"echo up {{{{ loop.index }}}}={{{{ loop.value }}}} >> {out}",
+            loop={"for": {"start": 1, "end": 5, "updateBy": 2}},
+        ),
+        bash(
+            "Down",
+            f"echo down {{{{ loop.value }}}} >> {out}",
+            loop={"for": {"start": 2, "end": 1, "updateBy": -1}},
+        ),
         bash("List", f"echo list {{{{ loop.value }}}} >> {out}", loop={"forEach": ["a", "b c"]}),
-        bash("Split", f"echo split {{{{ loop.value }}}} >> {out}",
-             loop={"forEach": {"list": "x;y", "delimiter": ";"}}),
-        bash("Named", f"echo named {{{{ item.index }}}} {{{{ item.value }}}} >> {out}",
-             loop={"name": "item", "forEach": ["{{ build.List.outputs.stdout }}"]}),
-    )  # fmt: skip
+        bash(
+            "Split",
+            f"echo split {{{{ loop.value }}}} >> {out}",
+            loop={"forEach": {"list": "x;y", "delimiter": ";"}},
+        ),
+        bash(
+            "Named",
+            f"echo named {{{{ item.index }}}} {{{{ item.value }}}} >> {out}",
+            loop={"name": "item", "forEach": ["{{ build.List.outputs.stdout }}"]},
+        ),
+    )
     result = agent.run(doc)
     assert result.code == 0, result.stderr
     assert out.read_text().splitlines() == [
-        "up 0=1", "up 1=3", "up 2=5",
-        "down 2", "down 1",
-        "list a", "list b c",
-        "split x", "split y",
+        "up 0=1",
+        "up 1=3",
+        "up 2=5",
+        "down 2",
+        "down 1",
+        "list a",
+        "list b c",
+        "split x",
+        "split y",
         "named 0",
-    ]  # fmt: skip
+    ]
     assert result.step("Up")["loop"] == {"iterations": 3}
     assert result.step("Split")["inputs"]["commands"] == [f"echo split y >> {out}"]
 
@@ -45,9 +62,12 @@ def test_loop_over_a_chained_list(agent: Agent, tmp_path: Path):
     out = tmp_path / "seen"
     doc = simple(
         {"name": "List", "action": "ListFiles", "inputs": [{"path": str(folder)}]},
-        bash("Each", f"basename {{{{ loop.value }}}} >> {out}",
-             loop={"forEach": "{{ build.List.outputs.files }}"}),
-    )  # fmt: skip
+        bash(
+            "Each",
+            f"basename {{{{ loop.value }}}} >> {out}",
+            loop={"forEach": "{{ build.List.outputs.files }}"},
+        ),
+    )
     result = agent.run(doc)
     assert result.code == 0, result.stderr
     assert out.read_text().split() == ["a.txt", "b.txt"]
@@ -64,11 +84,13 @@ def test_if_then_else_and_logic(agent: Agent, tmp_path: Path):
         _cond_step("SkippedWhenFalse", {"stringEquals": "windows", "value": "{{ os }}"}, out),
         _cond_step("ElseExecute", {"numberGreaterThan": 5, "value": 1, "else": "Execute"}, out),
         _cond_step("ThenSkip", {"fileExists": str(tmp_path), "then": "Skip"}, out),
-        _cond_step("And", {"and": [{"binaryExists": "bash"}, {"not": {"folderExists": "/nope"}}]}, out),
+        _cond_step(
+            "And", {"and": [{"binaryExists": "bash"}, {"not": {"folderExists": "/nope"}}]}, out
+        ),
         _cond_step("Or", {"or": [{"stringIsEmpty": "x"}, {"stringIsWhitespace": "  "}]}, out),
         _cond_step("Aborts", {"stringEquals": "a", "value": "a", "then": "Abort"}, out)
         | {"onFailure": "Ignore"},
-    )  # fmt: skip
+    )
     doc["parameters"] = [{"os": {"type": "string", "default": "linux"}}]
     result = agent.run(doc)
     assert result.code == 0, result.stderr
@@ -116,13 +138,26 @@ def test_file_hash_operators_through_assert(agent: Agent, tmp_path: Path):
     target = tmp_path / "blob"
     target.write_bytes(b"vmbuild\n")
     steps = [
-        {"name": f"Hash{algo}", "action": "Assert",
-         "inputs": {op: _sha(target, algo), "path": str(target)}}
-        for op, algo in (("fileMD5Equals", "md5"), ("fileSHA1Equals", "sha1"),
-                         ("fileSHA256Equals", "sha256"), ("fileSHA512Equals", "sha512"))
-    ]  # fmt: skip
-    steps.append({"name": "Wrong", "action": "Assert", "onFailure": "Ignore",
-                  "inputs": {"fileSHA256Equals": "0" * 64, "path": str(target)}})  # fmt: skip
+        {
+            "name": f"Hash{algo}",
+            "action": "Assert",
+            "inputs": {op: _sha(target, algo), "path": str(target)},
+        }
+        for op, algo in (
+            ("fileMD5Equals", "md5"),
+            ("fileSHA1Equals", "sha1"),
+            ("fileSHA256Equals", "sha256"),
+            ("fileSHA512Equals", "sha512"),
+        )
+    ]
+    steps.append(
+        {
+            "name": "Wrong",
+            "action": "Assert",
+            "onFailure": "Ignore",
+            "inputs": {"fileSHA256Equals": "0" * 64, "path": str(target)},
+        }
+    )
     result = agent.run(simple(*steps))
     assert result.code == 0, result.stderr
     assert result.statuses()["build.Wrong"] == "IgnoredFailure"

@@ -19,16 +19,22 @@ def test_exit_194_reruns_the_step_after_the_reboot(agent: Agent, tmp_path: Path)
         "name": "reboot",
         "schemaVersion": 1.0,
         "phases": [
-            {"name": "build", "steps": [
-                bash("Before", f"echo before >> {log}", "echo kept-output"),
-                bash("Kernel", once_then_reboot(marker, log, "after-reboot")),
-                bash("After", f"echo after >> {log}"),
-            ]},
-            {"name": "validate", "steps": [
-                bash("Chained", f"echo '{{{{ build.Before.outputs.stdout }}}}' >> {log}"),
-            ]},
+            {
+                "name": "build",
+                "steps": [
+                    bash("Before", f"echo before >> {log}", "echo kept-output"),
+                    bash("Kernel", once_then_reboot(marker, log, "after-reboot")),
+                    bash("After", f"echo after >> {log}"),
+                ],
+            },
+            {
+                "name": "validate",
+                "steps": [
+                    bash("Chained", f"echo '{{{{ build.Before.outputs.stdout }}}}' >> {log}"),
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     path = write_doc(tmp_path, doc)
     first = agent.run(path, phases="build,validate")
     assert first.code == 194
@@ -40,9 +46,11 @@ def test_exit_194_reruns_the_step_after_the_reboot(agent: Agent, tmp_path: Path)
     assert second.code == 0, second.stderr
     assert log.read_text().split() == ["before", "after-reboot", "after", "kept-output"]
     assert second.statuses() == {
-        "build.Before": "Success", "build.Kernel": "Success", "build.After": "Success",
+        "build.Before": "Success",
+        "build.Kernel": "Success",
+        "build.After": "Success",
         "validate.Chained": "Success",
-    }  # fmt: skip
+    }
     assert not (tmp_path / "state" / "state.json").exists()
     assert "resuming execution exec-1" in (second.exec_dir / "console.log").read_text()
 
@@ -66,8 +74,8 @@ def test_reboot_step_continues_after_itself(agent: Agent, tmp_path: Path):
 def test_reboot_inside_a_loop_resumes_at_that_iteration(agent: Agent, tmp_path: Path):
     log, marker = tmp_path / "log", tmp_path / "marker"
     script = (
-        f'if [ "{{{{ loop.value }}}}" = y ] && [ ! -e {marker} ]; then touch {marker}; exit 194; fi; '
-        f"echo {{{{ loop.value }}}} >> {log}"
+        f'if [ "{{{{ loop.value }}}}" = y ] && [ ! -e {marker} ]; then '
+        f"touch {marker}; exit 194; fi; echo {{{{ loop.value }}}} >> {log}"
     )
     doc = simple(bash("Each", script, loop={"forEach": ["x", "y", "z"]}))
     path = write_doc(tmp_path, doc)
