@@ -7,6 +7,7 @@ as one `RecipeError` (an `InputError`, exit code 2). Nothing boots before this p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import posixpath
 import re
@@ -14,6 +15,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from vmbuild.config import recipe as r
@@ -51,9 +53,7 @@ def load_recipe(path: str | Path, *, check_components: bool = True) -> r.Recipe:
     path = Path(path)
     problems = Problems(file)
     data, positions = _read(path, problems)
-    bad = add_schema_problems(
-        data, recipe_schema(), positions, problems, pattern_words=PATTERN_WORDS
-    )
+    bad = add_schema_problems(data, _validator(), positions, problems, pattern_words=PATTERN_WORDS)
     checker = _Checker(path, data, positions, problems, bad)
     canonical = checker.run()
     if check_components and checker.origins:
@@ -67,6 +67,11 @@ def load_recipe(path: str | Path, *, check_components: bool = True) -> r.Recipe:
         for c, o in zip(loaded.components, checker.origins, strict=True)
     )
     return dataclasses.replace(loaded, components=components)
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(recipe_schema())
 
 
 def _read(path: Path, problems: Problems) -> tuple[dict[str, Any], Positions]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class Model:
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any], **internal: Any) -> T:
         """Rebuild from a canonical dict; missing keys take their defaults."""
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         kwargs: dict[str, Any] = dict(internal)
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if f.name in data and not f.metadata.get("internal"):
@@ -69,7 +70,7 @@ class Model:
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """The input schema: every property documented, unknown keys rejected."""
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -93,6 +94,12 @@ class Model:
             schema["required"] = required
         schema.update(cls.SCHEMA_EXTRA)
         return schema
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types (evaluating string annotations is slow; classes never change)."""
+    return typing.get_type_hints(cls)
 
 
 def _dump(value: Any) -> Any:

@@ -6,6 +6,8 @@ current. Regenerate with `.venv/bin/python -m vmbuild.cli schema --write`.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,12 @@ PUBLISHED = Path(__file__).resolve().parent.parent / "schemas" / "recipe.schema.
 
 def recipe_schema() -> dict[str, Any]:
     """The recipe's JSON Schema (draft 2020-12): unknown keys are rejected at every level."""
+    return copy.deepcopy(_recipe_schema())
+
+
+@functools.cache
+def _recipe_schema() -> dict[str, Any]:
+    # The models (and the store and format modules feeding them) are fixed once imported.
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

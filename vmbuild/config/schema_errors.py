@@ -85,17 +85,19 @@ def _closest_alternative(error: ValidationError) -> list[ValidationError]:
 
 def add_schema_problems(
     data: Any,
-    schema: dict[str, Any],
+    schema: dict[str, Any] | jsonschema.protocols.Validator,
     positions: Positions,
     problems: Problems,
     *,
     pattern_words: dict[str, str] | None = None,
 ) -> set[JsonPath]:
-    """Validate `data`; add one problem per finding. Returns the paths found invalid.
+    """Validate `data` (against a schema or a ready validator); add one problem per finding.
+
+    Returns the paths found invalid.
 
     `pattern_words` maps a schema pattern to what it means ("must be a semantic version").
     """
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema) if isinstance(schema, dict) else schema
     bad: set[JsonPath] = set()
     for error in validator.iter_errors(data):
         _add(error, positions, problems, bad, pattern_words or {})
