@@ -156,7 +156,8 @@ def _message(error: ValidationError, words: dict[str, str]) -> str:
     keyword, value, instance = error.validator, error.validator_value, error.instance
     if keyword == "type":
         types = [value] if isinstance(value, str) else list(value)
-        expected = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+        names = [_TYPE_WORDS.get(t, t) for t in types]
+        expected = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
         message = f"must be {expected}, got {describe(instance)}"
         if (
             "string" in types

@@ -76,7 +76,7 @@ BAD = [
         HEAD + "components:\n  - path: hello.yml\n    parameters: {a: [1]}\n",
         7,
         "components[0].parameters.a",
-        "must be a string or a number or true or false",
+        "must be a string, a number or true or false",
     ),
     (
         HEAD + "components:\n  - path: hello.yml\n  - path: ./hello.yml\n",
