@@ -81,7 +81,10 @@ class StepContext:
         self.deadline = deadline
         self.cancel = threading.Event()
         self.extra: dict = {}
-        self.work_dir = engine.new_work_dir()
+        self.work_dir = str(engine.work_root)
+
+    def scratch_file(self, suffix: str = "") -> str:
+        return self.engine.new_work_file(suffix)
 
     def output(self, text: str, stream: str = "stdout") -> None:
         self.engine.console.line(text)
@@ -130,11 +133,10 @@ class Engine:
         self.report: dict = {"executionId": execution_id, "status": None, "documents": []}
         self.fingerprint = fingerprint(documents, phases, parameters)
 
-    def new_work_dir(self) -> str:
+    def new_work_file(self, suffix: str) -> str:
+        """A fresh file name in the execution's scratch folder (one folder: mkdir is slow)."""
         self.work_count += 1
-        path = self.work_root / str(self.work_count)
-        path.mkdir()
-        return str(path)
+        return str(self.work_root / f"{self.work_count}{suffix}")
 
     # -- state ----------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ except ImportError:  # pragma: no cover - exercised in guests without PyYAML
     yaml = None
 
 
+_NAME_KEY = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
 class Node(dict):
     """A mapping that remembers the line it started on (None when unknown)."""
 
@@ -52,13 +55,23 @@ if yaml is not None:
 def _json_with_lines(text: str) -> Any:
     """Parse JSON; mappings get the line of their `"name"` key when one can be found."""
     data = json.loads(text, object_hook=Node)
-    lines = text.splitlines()
+    # Every `"name": "<value>"` with its line, in order: one scan of the whole text.
+    seen: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        for match in _NAME_KEY.finditer(line):
+            try:
+                seen.append((number, json.loads(match.group(1))))
+            except ValueError:
+                continue
+    position = 0
 
     def find(name: str, start: int) -> int | None:
-        pattern = re.compile(r'"name"\s*:\s*' + re.escape(json.dumps(name)))
-        for index in range(start, len(lines)):
-            if pattern.search(lines[index]):
-                return index + 1
+        nonlocal position
+        for index in range(position, len(seen)):
+            number, value = seen[index]
+            if number > start and value == name:
+                position = index + 1
+                return number
         return None
 
     cursor = 0

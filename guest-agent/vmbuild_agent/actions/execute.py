@@ -35,10 +35,13 @@ class ExecuteBash(Action):
         commands = item["commands"]
         if isinstance(commands, str):
             commands = [commands]
-        script = os.path.join(ctx.work_dir, "step.sh")
+        script = ctx.scratch_file(".sh")
         with open(script, "w", encoding="utf-8") as fh:
             fh.write("\n".join(str(c) for c in commands) + "\n")
-        done = ctx.run(["bash", script])
+        try:
+            done = ctx.run(["bash", script])
+        finally:
+            os.unlink(script)
         return _finish("ExecuteBash script", done)
 
 

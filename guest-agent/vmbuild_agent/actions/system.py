@@ -62,7 +62,8 @@ class UpdateOS(Action):
 
     name = "UpdateOS"
     shape = "mapping"
-    fields = {"include": Field("list", default=[]), "exclude": Field("list", default=[])}
+    # A list, or one comma/space-separated string (handy with a parameter).
+    fields = {"include": Field("any", default=[]), "exclude": Field("any", default=[])}
 
     def run(self, inputs: Any, ctx: Any) -> dict:
         item = self.with_defaults(self.items(inputs)[0])  # type: ignore[index]
