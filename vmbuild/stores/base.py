@@ -11,6 +11,7 @@ complete (temporary name and rename, multipart completion, a manifest put last, 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -107,12 +108,16 @@ class Progress:
         self.done = 0
         self._next = 0
         self._step = max(1, total // 100)
+        self._lock = threading.Lock()  # parallel transfers report into one counter
 
     def __call__(self, nbytes: int) -> None:
-        self.done += nbytes
-        if self.done >= self._next or self.done >= self.total:
+        with self._lock:
+            self.done += nbytes
+            if self.done < self._next and self.done < self.total:
+                return
             self._next = self.done + self._step
-            events.progress(self.done, self.total, label=self.label)
+            done = self.done
+        events.progress(done, self.total, label=self.label)
 
 
 class Store(ABC):
