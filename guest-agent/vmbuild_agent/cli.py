@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -173,6 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     _keep_documents(exec_dir, docs, params)
     console = Console(exec_dir / "console.log", None if args.quiet else sys.stderr)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         engine = Engine(docs, params, phases, exec_dir, state_dir, execution_id, console)
         code = engine.run()
@@ -180,6 +182,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.close()
     print(json.dumps(_summary(engine.report, exec_dir, code), indent=2))
     return code
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    # SIGTERM unwinds like Ctrl-C: the running step is killed, the report is written.
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _keep_documents(exec_dir: Path, docs: list[Document], params: list[dict]) -> None:

@@ -179,15 +179,22 @@ class Engine:
     def run(self) -> int:
         """Run everything; returns the exit code (0, 1 or 194)."""
         try:
-            return self._run()
+            # A state that does not match raises here, before the saved report is touched.
+            resuming = self.load_state()
+            if resuming and self.reboots > MAX_REBOOTS:
+                raise InvalidInput(f"more than {MAX_REBOOTS} reboots in one execution")
+        except BaseException:
+            shutil.rmtree(self.work_root, ignore_errors=True)
+            raise
+        try:
+            return self._run(resuming)
         finally:
             shutil.rmtree(self.work_root, ignore_errors=True)
+            if self.report["status"] is None:  # interrupted (Ctrl-C, SIGTERM, agent bug)
+                self.report["status"] = "Failed"
             write_json(self.exec_dir / "detailedoutput.json", self.report)
 
-    def _run(self) -> int:
-        resuming = self.load_state()
-        if resuming and self.reboots > MAX_REBOOTS:
-            raise InvalidInput(f"more than {MAX_REBOOTS} reboots in one execution; giving up")
+    def _run(self, resuming: bool) -> int:
         start_doc = self.pending[0]["document"] if resuming else 0
         try:
             for index, doc in enumerate(self.documents):
@@ -376,12 +383,21 @@ class Engine:
     def _in_thread(self, action: Any, inputs: Any, ctx: StepContext, timeout: float) -> dict:
         """Run the action with a deadline it cannot ignore (its thread is abandoned)."""
         box: dict = {}
-        worker = threading.Thread(target=_call, args=(action, inputs, ctx, box), daemon=True)
+        done = threading.Event()
+        worker = threading.Thread(target=_call, args=(action, inputs, ctx, box, done), daemon=True)
         worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
+        # An Event, not Thread.join: a signal during join() can mark the thread as stopped
+        # (bpo-45274), and then nothing would wait for the step to kill its processes.
+        try:
+            finished = done.wait(timeout)
+        except BaseException:
+            # Interrupted: let the step kill its process group before the agent exits.
             ctx.cancel.set()
-            worker.join(5)
+            done.wait(5)
+            raise
+        if not finished:
+            ctx.cancel.set()
+            done.wait(5)
             raise StepTimeout(f"step timed out after {timeout} s (timeoutSeconds)")
         return _unbox(action, box)
 
@@ -430,11 +446,16 @@ class Engine:
         return self.documents[index].path if isinstance(index, int) else str(index)
 
 
-def _call(action: Any, inputs: Any, ctx: StepContext, box: dict) -> None:
+def _call(
+    action: Any, inputs: Any, ctx: StepContext, box: dict, done: threading.Event | None = None
+) -> None:
     try:
         box["outputs"] = action.run(inputs, ctx)
     except BaseException as exc:  # handed to the engine's thread by _unbox
         box["error"] = exc
+    finally:
+        if done is not None:
+            done.set()
 
 
 def _unbox(action: Any, box: dict) -> dict:

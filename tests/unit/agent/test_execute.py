@@ -245,3 +245,32 @@ def test_zipapp_runs_the_same_document(agent: Agent, tmp_path: Path):
     summary = json.loads(proc.stdout)
     assert summary["status"] == "Success"
     assert "from-pyz" in proc.stderr
+
+
+def test_sigterm_kills_the_running_step_and_writes_the_report(agent: Agent, tmp_path: Path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.unit.agent.helpers import AGENT_DIR
+
+    pidfile = tmp_path / "child.pid"
+    doc = write_doc(tmp_path, simple(bash("Slow", f"sleep 300 & echo $! > {pidfile}; wait")))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmbuild_agent", "run", "--documents", str(doc), "--phases",
+         "build", "--log-directory", str(agent.log_dir), "--execution-id", "term"],
+        env={**os.environ, "PYTHONPATH": str(AGENT_DIR)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130
+    pid = int(pidfile.read_text())
+    alive = Path(f"/proc/{pid}").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
+    assert not alive, "the step's child survived SIGTERM"
+    report = json.loads((agent.log_dir / "term" / "detailedoutput.json").read_text())
+    assert report["status"] == "Failed"

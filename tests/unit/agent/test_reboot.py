@@ -3,6 +3,7 @@ line resumes at that step (a 194 step runs again, a Reboot step continues after 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.unit.agent.helpers import Agent, bash, simple, write_doc
@@ -115,3 +116,5 @@ def test_resume_refuses_changed_documents_or_another_execution(agent: Agent, tmp
     write_doc(tmp_path, doc)
     changed = agent.run(path)
     assert changed.code == 2 and "saved state belongs to other documents" in changed.stderr
+    kept = json.loads((agent.log_dir / "exec-1" / "detailedoutput.json").read_text())
+    assert kept["status"] == "RebootRequested", "a refused resume must not clobber the report"
