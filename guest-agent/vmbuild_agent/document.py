@@ -399,11 +399,11 @@ class Validator:
             if target[2].action in actions.REGISTRY
             else None
         )
-        if ref.section == "outputs" and declared is not None and ref.path[0] not in declared:
+        first = ref.path[0] if ref.path else None
+        if ref.section == "outputs" and declared is not None and first not in declared:
             names = ", ".join(declared) or "none"
             return (
-                f"{{{{ {body} }}}}: {target[2].action} has no output '{ref.path[0]}' "
-                f"(outputs: {names})"
+                f"{{{{ {body} }}}}: {target[2].action} has no output '{first}' (outputs: {names})"
             )
         return None
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 PLACEHOLDER = re.compile(r"{{\s*([^{}]*?)\s*}}")
 PHASES = ("build", "validate", "test")
+_NAME_ONLY = re.compile(r"^[A-Za-z0-9_\-]+$")
 _SEGMENT = re.compile(r"^([A-Za-z0-9_\-]+)((?:\[\d+\])*)$")
 MAX_CONDITION_DEPTH = 4
 
@@ -79,12 +80,15 @@ def parse_reference(text: str, loop_names: tuple = ()) -> Reference | None:
     ):
         return Reference("loop", text, name=parts[0], section=parts[1])
     head = parts[0].split("[")[0]
-    if head in PHASES and len(parts) >= 4 and parts[2] in ("inputs", "outputs"):
+    section = _parse_path(parts[2:3]) if len(parts) >= 3 else None
+    if head in PHASES and section and section[0] in ("inputs", "outputs"):
+        # inputs[0].path: list indices may follow the section itself
         path = _parse_path(parts[3:])
-        step_path = _parse_path([parts[1]])
-        if path is None or step_path is None:
+        if path is None or not _NAME_ONLY.match(parts[1]) or not (section[1:] or path):
             return None
-        return Reference("chain", text, phase=head, step=parts[1], section=parts[2], path=path)
+        return Reference(
+            "chain", text, phase=head, step=parts[1], section=section[0], path=section[1:] + path
+        )
     if re.fullmatch(r"[A-Za-z0-9_\-:]+", text):
         return Reference("variable", text, name=text)
     return None

@@ -13,6 +13,14 @@ from typing import Any
 
 from vmbuild_agent.errors import StepFailed
 
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 _ENCODING_ALIASES = {
     "utf8": "utf-8",
     "utf-8": "utf-8",
@@ -95,6 +103,11 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[Any]:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
     try:
+        # mkstemp makes 0600; a new file gets the usual umask mode, a replaced one keeps its own.
+        try:
+            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

@@ -33,6 +33,7 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
         step("Link", "CreateSymlink", [{"source": f"{t}/moved.txt", "destination": f"{t}/link"}]),
         step("Read", "ReadFile", {"path": f"{t}/link"}),
         step("ReadWide", "ReadFile", {"path": f"{t}/a/utf16.txt"}),
+        step("ReadChained", "ReadFile", {"path": "{{ build.Make.inputs[1].path }}"}),
         step("Encode", "SetFileEncoding", [{"path": f"{t}/a/utf16.txt", "encoding": "utf8"}]),
         step(
             "List", "ListFiles", [{"path": str(t), "fileNamePattern": "*.txt", "recursion": True}]
@@ -53,12 +54,16 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
     assert result.code == 0, result.stderr + result.stdout
     assert (t / "a/hello.txt").read_text() == "hello\nmore\n"
     assert stat.S_IMODE((t / "a/hello.txt").stat().st_mode) == 0o640
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((t / "a/utf16.txt").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE((t / "a/b").stat().st_mode) == 0o750
     assert not (t / "copy.txt").exists() and (t / "moved.txt").read_text() == "hello\nmore\n"
     assert not (t / "a2").exists()
     assert os.readlink(t / "link") == f"{t}/moved.txt"
     assert result.step("Read")["outputs"] == {"content": "hello\nmore\n"}
     assert result.step("ReadWide")["outputs"] == {"content": "wide"}
+    assert result.step("ReadChained")["inputs"] == {"path": f"{t}/a/utf16.txt"}
     assert (t / "a/utf16.txt").read_bytes() == b"wide"
     assert result.step("List")["outputs"]["files"] == sorted(
         [
