@@ -113,6 +113,15 @@ def test_timeout_kills_the_step_and_its_children(agent: Agent, tmp_path: Path):
     )
 
 
+def test_timeout_applies_to_python_actions_too(agent: Agent):
+    doc = simple(
+        {"name": "Wait", "action": "Reboot", "inputs": {"delaySeconds": 30}, "timeoutSeconds": 1}
+    )
+    result = agent.run(doc, timeout=60)
+    assert result.code == 1, "a timed-out Reboot must fail, not request a reboot"
+    assert "timed out" in result.step("Wait")["failureMessage"]
+
+
 def test_max_attempts_retries_until_success(agent: Agent, tmp_path: Path):
     counter = tmp_path / "count"
     doc = simple(
