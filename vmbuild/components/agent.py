@@ -36,7 +36,8 @@ def agent_path() -> Path:
             raise BuildError(f"VMBUILD_AGENT={override}: no such file")
         return path
     build_script = AGENT_SOURCES / "build.py"
-    sources = list(AGENT_SOURCES.rglob("*.py")) if build_script.is_file() else []
+    package = AGENT_SOURCES / "vmbuild_agent"
+    sources = [build_script, *package.rglob("*.py")] if build_script.is_file() else []
     if not sources:
         if AGENT_PYZ.is_file():
             return AGENT_PYZ
