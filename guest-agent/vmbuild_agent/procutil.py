@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
@@ -10,6 +11,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
+
+# How often a running child checks the cancel flag (its exit wakes us at once).
+CANCEL_POLL = 0.5
+# After the child exits, how long its own children may keep our pipes open.
+PIPE_GRACE = 5.0
 
 
 @dataclass
@@ -20,12 +26,33 @@ class Completed:
     timed_out: bool = False
 
 
-def _pump(pipe, sink: Callable[[str], None], keep: Callable[[str], None]) -> None:
-    for raw in iter(pipe.readline, b""):
-        line = raw.decode("utf-8", errors="replace").rstrip("\n")
-        keep(line)
-        sink(line)
-    pipe.close()
+def _pump(proc: subprocess.Popen, on_line: Callable[[str, str], None], out: list, err: deque):
+    """Forward both pipes line by line from one thread (one selector, no polling)."""
+    selector = selectors.DefaultSelector()
+    buffers = {}
+    for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        selector.register(pipe, selectors.EVENT_READ, name)
+        buffers[name] = b""
+    keep = {"stdout": out.append, "stderr": err.append}
+
+    def emit(name: str, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        keep[name](line)
+        on_line(name, line)
+
+    while selector.get_map():
+        for key, _ in selector.select():
+            name = key.data
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                selector.unregister(key.fileobj)
+                if buffers[name]:
+                    emit(name, buffers[name])
+                continue
+            *lines, buffers[name] = (buffers[name] + chunk).split(b"\n")
+            for raw in lines:
+                emit(name, raw)
+    selector.close()
 
 
 def run_streaming(
@@ -51,36 +78,30 @@ def run_streaming(
     )
     out_lines: list[str] = []
     err_tail: deque = deque(maxlen=20)
-    pumps = [
-        threading.Thread(
-            target=_pump, args=(proc.stdout, lambda s: on_line("stdout", s), out_lines.append)
-        ),
-        threading.Thread(
-            target=_pump, args=(proc.stderr, lambda s: on_line("stderr", s), err_tail.append)
-        ),
-    ]
-    for pump in pumps:
-        pump.daemon = True
-        pump.start()
+    pump = threading.Thread(target=_pump, args=(proc, on_line, out_lines, err_tail), daemon=True)
+    pump.start()
+    exited = threading.Event()
+    waiter = threading.Thread(target=lambda: (proc.wait(), exited.set()), daemon=True)
+    waiter.start()
     timed_out = False
-    while True:
-        try:
-            # Short waits keep the cancel flag responsive; Popen.wait polls from 0.5 ms up.
-            wait = None if deadline is None and cancel is None else 1.0
-            if deadline is not None:
-                wait = max(0.0, min(wait or 1.0, deadline - time.monotonic()))
-            proc.wait(timeout=wait)
+    while not exited.is_set():
+        wait = CANCEL_POLL if cancel is not None else None
+        if deadline is not None:
+            remaining = max(0.0, deadline - time.monotonic())
+            wait = remaining if wait is None else min(wait, remaining)
+        if exited.wait(wait):
             break
-        except subprocess.TimeoutExpired:
-            if (deadline is not None and time.monotonic() > deadline) or (
-                cancel is not None and cancel.is_set()
-            ):
-                timed_out = True
-                _kill_group(proc)
-                proc.wait()
-                break
-    for pump in pumps:
-        pump.join(timeout=5)
+        if (deadline is not None and time.monotonic() >= deadline) or (
+            cancel is not None and cancel.is_set()
+        ):
+            timed_out = True
+            _kill_group(proc)
+            exited.wait()
+            break
+    pump.join(PIPE_GRACE)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None and not pump.is_alive():
+            pipe.close()
     return Completed(proc.returncode, "\n".join(out_lines), "\n".join(err_tail), timed_out)
 
 
