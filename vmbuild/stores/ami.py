@@ -16,6 +16,7 @@ also removed on success unless `keep_s3_object` is set.
 from __future__ import annotations
 
 import base64
+import builtins
 import contextlib
 import hashlib
 import math
@@ -237,7 +238,7 @@ class AmiStore(Store):
                 self.ec2.delete_snapshot(SnapshotId=snapshot)
 
     # -- upload --------------------------------------------------------------------------
-    def _tags(self, item: Item) -> list[dict[str, str]]:
+    def _tags(self, item: Item) -> builtins.list[dict[str, str]]:
         assert self._image is not None
         tags = {
             "Name": item.name,
@@ -253,6 +254,7 @@ class AmiStore(Store):
         if self._remote(item.name) is not None:
             events.warn(f"{self.name}: replacing the AMI named {item.name} (content differs)")
             self.delete(item.name)
+        snapshot_id: str | None
         with ExitStack() as undo:
             if self.method == "ebs-direct":
                 snapshot_id = self._ebs_direct(item, undo)
@@ -526,7 +528,7 @@ class AmiStore(Store):
         with contextlib.suppress(Exception):
             self.ec2.cancel_import_task(ImportTaskId=task_id)
 
-    def _drop_image(self, image_id: str, snapshots: list[str]) -> None:
+    def _drop_image(self, image_id: str, snapshots: builtins.list[str]) -> None:
         with contextlib.suppress(Exception):
             self.ec2.deregister_image(ImageId=image_id)
         for snapshot in snapshots:

@@ -10,6 +10,8 @@ complete (temporary name and rename, multipart completion, a manifest put last, 
 
 from __future__ import annotations
 
+import builtins
+import functools
 import random
 import threading
 import time
@@ -125,7 +127,7 @@ class Store(ABC):
 
     TYPE: ClassVar[str]
     SCHEMA: ClassVar[dict[str, Any]]
-    ACCEPTS: ClassVar[tuple[str, ...]] = FORMATS
+    ACCEPTS: tuple[str, ...] = FORMATS  # a store may narrow it per instance (by mode)
     BACKOFF: ClassVar[float] = 1.0  # seconds before the first retry; doubles each time
 
     def __init__(self, config: dict[str, Any], where: str) -> None:
@@ -200,7 +202,7 @@ class Store(ABC):
         """Release connections."""
 
     # -- the shared flow ------------------------------------------------------------------
-    def select(self, files: Sequence[LocalFile]) -> list[LocalFile]:
+    def select(self, files: Sequence[LocalFile]) -> builtins.list[LocalFile]:
         """The build outputs this store takes: its `formats`, else all it accepts."""
         by_format = {f.format: f for f in files}
         wanted = self.config.get("formats")
@@ -257,7 +259,7 @@ class Store(ABC):
                 events.info(f"{self.name}: {item.name} is already there, identical; skipped")
             else:
                 events.info(f"{self.name}: uploading {item.name} to {self.location(item)}")
-                self.retry(f"upload of {item.name}", lambda item=item: self.upload(item))
+                self.retry(f"upload of {item.name}", functools.partial(self.upload, item))
                 if not self.verify(item):
                     self.delete(item.name)
                     raise BuildError(
