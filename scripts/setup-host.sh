@@ -21,6 +21,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Without udev (containers) /dev/kvm stays root:root 0600; libvirt then finds KVM "not
+# usable" by its QEMU user and re-probes QEMU on every domain start (a minute each under load).
+if [ -e /dev/kvm ] && [ "$(id -u)" -eq 0 ] && getent group kvm >/dev/null \
+   && [ "$(stat -c %G:%a /dev/kvm)" != "kvm:660" ]; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # libvirtd (and virtlogd) as root; under systemd use the units, else start the daemons directly.
 if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
