@@ -253,14 +253,14 @@ class Store(ABC):
         """Upload every item not already there, verify each, and report."""
         objects = []
         for item in self.items(list(files), image):
-            existing = self.stat(item)
+            existing = self.retry(f"lookup of {item.name}", functools.partial(self.stat, item))
             skipped = existing is not None and self.matches(item, existing)
             if skipped:
                 events.info(f"{self.name}: {item.name} is already there, identical; skipped")
             else:
                 events.info(f"{self.name}: uploading {item.name} to {self.location(item)}")
                 self.retry(f"upload of {item.name}", functools.partial(self.upload, item))
-                if not self.verify(item):
+                if not self.retry(f"check of {item.name}", functools.partial(self.verify, item)):
                     self.delete(item.name)
                     raise BuildError(
                         f"{self.where}: {item.name} failed verification after upload; removed"
