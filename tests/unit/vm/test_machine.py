@@ -1,0 +1,102 @@
+"""VM lifecycle against real libvirt and QEMU, without booting an OS.
+
+The disk is a blank 64 MiB qcow2: QEMU starts, SeaBIOS finds nothing to boot, and
+the domain, its port forwards and its cleanup can be checked in a second or two.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from vmbuild import disk
+from vmbuild.errors import BuildError, InputError
+from vmbuild.vm import machine as machine_mod
+from vmbuild.vm.machine import VMSpec, domain_name, launch, leftover_domains, remove_leftovers
+
+
+@pytest.fixture
+def build_id() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def spec(tmp_path: Path, build_id: str) -> VMSpec:
+    blank = disk.create(tmp_path / "blank.qcow2", "64M")
+    return VMSpec(
+        build_id=build_id, role="unit", disk=blank, workdir=tmp_path / "work",
+        console_log=tmp_path / "console.log", accelerator="tcg", memory_mib=128, vcpus=1,
+    )  # fmt: skip
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_launch_runs_and_removes_the_domain(spec: VMSpec, build_id: str) -> None:
+    name = domain_name(build_id, "unit")
+    with launch(spec) as vm:
+        assert vm.name == name
+        assert leftover_domains(prefix=name) == [name]
+        assert vm.is_running()
+        vm.check_alive()
+        assert _listening(vm.ssh_port), "QEMU forwards the SSH port on 127.0.0.1"
+        assert (vm.files / "seed.iso").exists()
+        assert vm.known_hosts.read_text().startswith(f"[127.0.0.1]:{vm.ssh_port} ssh-ed25519 ")
+        assert vm.ssh_command().endswith("build@127.0.0.1")
+        extra = vm.add_forward(8080)
+        assert extra != vm.ssh_port and _listening(extra), "hostfwd_add through the monitor"
+        files = vm.files
+    assert leftover_domains(prefix=name) == []
+    assert not files.exists(), "per-VM files (keys, seed) removed"
+
+
+def test_error_inside_destroys_the_domain(spec: VMSpec, build_id: str) -> None:
+    with pytest.raises(RuntimeError, match="boom"), launch(spec):
+        raise RuntimeError("boom")
+    assert leftover_domains(prefix=domain_name(build_id, "unit")) == []
+
+
+def test_keep_on_error_keeps_it_and_remove_leftovers_clears_it(spec: VMSpec, build_id: str) -> None:
+    name = domain_name(build_id, "unit")
+    with pytest.raises(RuntimeError), launch(replace(spec, keep_on_error=True)) as vm:
+        raise RuntimeError("keep me")
+    assert leftover_domains(prefix=name) == [name]
+    assert vm.key.private_path.exists(), "the key stays for `ssh` into the kept VM"
+    assert remove_leftovers(prefix=name) == [name]
+    assert leftover_domains(prefix=name) == []
+
+
+def test_death_is_detected(spec: VMSpec) -> None:
+    with launch(spec) as vm:
+        vm.destroy()
+        with pytest.raises(BuildError, match="QEMU exited"):
+            vm.check_alive()
+
+
+def test_port_taken_before_qemu_binds_is_retried(
+    spec: VMSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        real = machine_mod.free_port
+        monkeypatch.setattr(machine_mod, "free_port", lambda: next(ports, None) or real())
+        with launch(spec) as vm:
+            assert vm.ssh_port != busy and vm.is_running()
+
+
+def test_bad_input(spec: VMSpec, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="VM disk not found"):
+        launch(replace(spec, disk=tmp_path / "missing.qcow2")).__enter__()
+    with pytest.raises(InputError, match="network.mode"):
+        launch(replace(spec, network={"mode": "bridge"})).__enter__()
+    with pytest.raises(InputError, match="refusing"):
+        remove_leftovers(prefix="important-")
