@@ -128,15 +128,23 @@ class JsonLines:
 class TqdmDisplay:
     """Human display: a line per stage, a tqdm bar for long operations.
 
-    Agent output is shown only when `verbose_output` is set; it always reaches logs.
+    Agent and sanitize output is shown when `verbose_output` is set, the serial
+    console only with `console`; both always reach the build's event log.
     """
 
-    def __init__(self, stream: IO[str] | None = None, *, verbose_output: bool = True) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        verbose_output: bool = True,
+        console: bool = False,
+    ) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.stream = stream or sys.stderr
         self.verbose_output = verbose_output
+        self.console = console
         self._bar: Any = None
         self._lock = threading.Lock()
 
@@ -175,7 +183,10 @@ class TqdmDisplay:
             elif event.kind == "warning":
                 self._write(f"WARNING: {event.message}")
             elif event.kind == "output":
-                if self.verbose_output:
+                shown = (
+                    self.console if event.data.get("source") == "console" else self.verbose_output
+                )
+                if shown:
                     self._write(f"    {event.message}")
             elif event.kind in ("info", "result"):
                 self._write(f"    {event.message}")
