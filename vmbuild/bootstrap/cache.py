@@ -23,7 +23,7 @@ from vmbuild.fsutil import atomic_path, cache_key, sha256_file, write_json
 from vmbuild.paths import cache_dir
 
 # Bump whenever the assembly changes what ends up in the image.
-BOOTSTRAP_VERSION = 1
+BOOTSTRAP_VERSION = 2
 IMAGE_NAME = "image.qcow2"
 META_NAME = "meta.json"
 

@@ -26,12 +26,21 @@ UseDomains=yes
 """
 
 # An image without baked-in host keys must still be reachable when cloud-init did not
-# run (no seed): generate keys only if none exist, so cloud-init's keys are kept.
-SSH_HOSTKEYS_DROPIN = """\
+# run (no seed). The condition is checked by systemd itself, so when cloud-init made
+# the keys (the usual case) this costs no process at boot.
+SSH_HOSTKEYS_UNIT = """\
+[Unit]
+Description=Generate SSH host keys when none exist (vmbuild)
+After=cloud-init.service
+Before=ssh.service
+ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key
+
 [Service]
-ExecStartPre=
-ExecStartPre=/bin/sh -c 'ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A'
-ExecStartPre=/usr/sbin/sshd -t
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=ssh.service
 """
 
 
@@ -88,9 +97,7 @@ class Debian(Distribution):
         network = etc / "systemd" / "network"
         network.mkdir(parents=True, exist_ok=True)
         (network / "90-vmbuild-dhcp.network").write_text(DHCP_NETWORK)
-        dropin = etc / "systemd" / "system" / "ssh.service.d"
-        dropin.mkdir(parents=True, exist_ok=True)
-        (dropin / "10-vmbuild-hostkeys.conf").write_text(SSH_HOSTKEYS_DROPIN)
+        (etc / "systemd" / "system" / "vmbuild-ssh-hostkeys.service").write_text(SSH_HOSTKEYS_UNIT)
 
         if d.cloud_init:
             cfg = etc / "cloud" / "cloud.cfg.d" / "90-vmbuild.cfg"
@@ -105,7 +112,7 @@ class Debian(Distribution):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
 
-        enable = ["systemd-networkd.service", *d.enable_units]
+        enable = ["systemd-networkd.service", "vmbuild-ssh-hostkeys.service", *d.enable_units]
         self._chroot(root, "systemctl", "enable", *enable)
         if d.disable_units:
             self._chroot(root, "systemctl", "disable", *d.disable_units)
