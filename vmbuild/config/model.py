@@ -78,6 +78,10 @@ class Model:
             source = f.metadata.get("schema")
             prop = dict(source() if callable(source) else source or _schema_for(hints[f.name]))
             prop["description"] = f.metadata["doc"]
+            default = _default_of(f)
+            # Nested models show their defaults field by field; None means "decided later".
+            if default is not None and not isinstance(default, Model):
+                prop["default"] = _dump(default)
             properties[f.name] = prop
             no_default = f.default is dataclasses.MISSING
             if no_default and f.default_factory is dataclasses.MISSING:
@@ -93,6 +97,14 @@ class Model:
             schema["required"] = required
         schema.update(cls.SCHEMA_EXTRA)
         return schema
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

@@ -26,6 +26,7 @@ SEMVER_PATTERN = (
 SHA256_PATTERN = r"^(sha256:)?[0-9a-fA-F]{64}$"
 URL_PATTERN = r"^(https?|file)://"
 SIZE = {"type": ["integer", "string"], "examples": ["8G", 8589934592]}
+MEMORY = {"type": ["integer", "string"], "examples": ["2G", 2048]}
 DURATION = {"type": ["integer", "string"], "examples": [600, "10m", "1h30m"]}
 MIN_MEMORY_MIB = 256
 MIN_DISK_SIZE = 64 * 1024**2
@@ -129,7 +130,10 @@ class Component(Model):
 class Network(Model):
     """Guest networking: QEMU user mode (ports forwarded to 127.0.0.1) or a libvirt network."""
 
-    mode: NetworkMode = setting(NetworkMode.USER, doc="user | libvirt")
+    mode: NetworkMode = setting(
+        NetworkMode.USER,
+        doc="user: QEMU user mode, SSH forwarded from 127.0.0.1; libvirt: a libvirt network",
+    )
     name: str | None = setting(
         None, doc="the libvirt network (mode libvirt only; default 'default')"
     )
@@ -141,17 +145,17 @@ class VM(Model):
 
     cpus: int = setting(2, doc="virtual CPUs", schema={"type": "integer", "minimum": 1})
     memory: int = setting(
-        2048, doc="memory in MiB, or a size string such as 2G or 2048M", schema=SIZE
+        2048, doc="memory in MiB, or a size string such as 2G or 2048M", schema=MEMORY
     )
     disk_size: int | None = setting(
         None,
         doc="grow the disk to this size (bytes or a size string such as 8G); default: parent's",
         schema=SIZE,
     )
-    firmware: Firmware = setting(Firmware.BIOS, doc="bios | uefi")
-    machine: Machine = setting(Machine.PC, doc="pc | q35")
+    firmware: Firmware = setting(Firmware.BIOS, doc="bios (SeaBIOS) or uefi (OVMF)")
+    machine: Machine = setting(Machine.PC, doc="QEMU machine type")
     accelerator: Accelerator = setting(
-        Accelerator.AUTO, doc="auto (kvm when it works, else tcg) | kvm | tcg"
+        Accelerator.AUTO, doc="auto: kvm when it works, else tcg (software emulation)"
     )
     uri: str = setting(
         "qemu:///system", doc="libvirt connection URI", schema={"type": "string", "minLength": 1}
@@ -159,25 +163,32 @@ class VM(Model):
     network: Network = setting(factory=Network, doc="guest networking")
 
 
+TIMEOUT_DEFAULTS = {"boot": 300, "ssh": 300, "cloud_init": 600, "shutdown": 180, "build": 3600}
+
+
+def _timeout_doc(what: str, name: str) -> str:
+    return f"{what} (default {TIMEOUT_DEFAULTS[name]} s, scaled up under TCG)"
+
+
 @dataclass(frozen=True)
 class Timeouts(Model):
     """Time limits in seconds (or 90s, 10m, 1h); unset ones take defaults scaled up under TCG."""
 
-    boot: int | None = setting(None, doc="domain start to first console output", schema=DURATION)
-    ssh: int | None = setting(None, doc="until SSH answers", schema=DURATION)
-    cloud_init: int | None = setting(None, doc="until cloud-init is done", schema=DURATION)
-    shutdown: int | None = setting(None, doc="clean shutdown of the guest", schema=DURATION)
+    boot: int | None = setting(
+        None, doc=_timeout_doc("domain start to first console output", "boot"), schema=DURATION
+    )
+    ssh: int | None = setting(None, doc=_timeout_doc("until SSH answers", "ssh"), schema=DURATION)
+    cloud_init: int | None = setting(
+        None, doc=_timeout_doc("until cloud-init is done", "cloud_init"), schema=DURATION
+    )
+    shutdown: int | None = setting(
+        None, doc=_timeout_doc("clean shutdown of the guest", "shutdown"), schema=DURATION
+    )
     build: int | None = setting(
-        None, doc="the whole build phase of all components", schema=DURATION
+        None, doc=_timeout_doc("the build phase of all components", "build"), schema=DURATION
     )
 
-    DEFAULTS: ClassVar[dict[str, int]] = {
-        "boot": 300,
-        "ssh": 300,
-        "cloud_init": 600,
-        "shutdown": 180,
-        "build": 3600,
-    }
+    DEFAULTS: ClassVar[dict[str, int]] = TIMEOUT_DEFAULTS
 
     def resolved(self, scale: float = 1.0) -> dict[str, int]:
         """Every timeout in seconds: the recipe's value, else the default times `scale`."""
@@ -212,9 +223,7 @@ class Sanitize(Model):
 class Snapshot(Model):
     """How the built disk is flattened into the new image."""
 
-    compression: Compression = setting(
-        Compression.ZSTD, doc="qcow2 compression: zstd | zlib | none"
-    )
+    compression: Compression = setting(Compression.ZSTD, doc="qcow2 compression of the image")
 
 
 @dataclass(frozen=True)

@@ -53,3 +53,15 @@ def test_global_json_flag_works_too(write_recipe, capsys):
 def test_schema_verb_prints_the_schema(capsys):
     assert main(["schema"]) == 0
     assert json.loads(capsys.readouterr().out) == recipe_schema()
+
+
+def test_schema_markdown_lists_every_field(capsys):
+    assert main(["schema", "--markdown"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "| Field | Type | Default | Description |"
+    fields = [row.split("|")[1].strip(" `") for row in rows[2:]]
+    for name in ("name", "parent.url", "components[].parameters", "vm.memory", "sanitize.tmp"):
+        assert name in fields
+    (memory,) = [row for row in rows if row.startswith("| `vm.memory` |")]
+    assert "| `2048` |" in memory
+    assert "| (required) |" in rows[2]
