@@ -1,4 +1,10 @@
-"""`vmbuild validate RECIPE...`: check recipes and their components without building anything."""
+"""`vmbuild validate RECIPE...`: check recipes and their components without building anything.
+
+Prints `recipe.yml: ok` or one `file:line: field: message` line per problem; exit 0 when
+every recipe is valid, else 2. With `--json`:
+`{"valid": bool, "recipes": [{"recipe", "valid", "problems": [{"file", "line", "field",
+"message"}]}]}`.
+"""
 
 from __future__ import annotations
 
