@@ -26,6 +26,12 @@ S3_PROPERTIES: dict[str, Any] = {
     "multipart_chunk_mib": {"type": "integer", "minimum": 5, "maximum": 5120},
     "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
     "storage_class": {"type": "string"},
+    "verify": {
+        "enum": ["etag", "size"],
+        "default": "etag",
+        "description": "etag: MD5 ETag as S3 computes it; size: size and sha256 metadata only "
+        "(for servers whose ETag is no MD5, such as SSE-KMS buckets)",
+    },
 }
 
 
@@ -145,11 +151,11 @@ class S3Store(Store):
         return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
 
     def matches(self, item: Item, remote: Remote) -> bool:
-        return (
-            remote.size == item.file.size
-            and remote.extra.get("sha256") == item.file.sha256
-            and remote.digest == self.expected_etag(item.file)
-        )
+        if remote.size != item.file.size or remote.extra.get("sha256") != item.file.sha256:
+            return False
+        if self.config.get("verify", "etag") == "size":
+            return True
+        return remote.digest == self.expected_etag(item.file)
 
     def list(self) -> list[Remote]:
         static = str(self.config.get("prefix", "")).split("{", 1)[0]
