@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -484,25 +485,22 @@ def check_phase_chaining(doc: Document, phases: list[str], problems: list[Proble
                     ))  # fmt: skip
 
 
-def loop_iterations(loop: dict) -> list[tuple]:
-    """(index, value) pairs of a substituted loop definition."""
+def loop_iterations(loop: dict) -> Sequence:
+    """The values of a substituted loop definition (a `for` stays a lazy range)."""
     if "for" in loop:
         spec = loop["for"]
         start, end, by = (int(str(spec[k])) for k in ("start", "end", "updateBy"))
         if (by == 0 and start != end) or (end - start) * by < 0:
             raise ValueError(f"loop never ends: from {start} to {end} by {by}")
         if by == 0:
-            return [(0, start)]
-        values = range(start, end + (1 if by > 0 else -1), by)
-        return list(enumerate(values))
+            return [start]
+        return range(start, end + (1 if by > 0 else -1), by)
     spec = loop["forEach"]
     if isinstance(spec, dict):
         text = "" if spec.get("list") is None else str(spec["list"])
-        values = text.split(spec.get("delimiter") or ",") if text else []
-    elif isinstance(spec, list):
-        values = spec
-    elif isinstance(spec, str):
-        values = spec.splitlines() if "\n" in spec else spec.split(",")
-    else:
-        raise ValueError("loop 'forEach' must be a list")
-    return list(enumerate(values))
+        return text.split(spec.get("delimiter") or ",") if text else []
+    if isinstance(spec, list):
+        return spec
+    if isinstance(spec, str):
+        return spec.splitlines() if "\n" in spec else spec.split(",")
+    raise ValueError("loop 'forEach' must be a list")

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +303,7 @@ class Engine:
                     return self.finish(record, label, "Skipped", started)
                 if decision == "Abort":
                     raise StepFailed("the step's 'if' condition says Abort")
-            iterations = [(0, None)]
+            iterations: Sequence = [None]
             if step.loop is not None:
                 try:
                     iterations = loop_iterations(substitute(step.loop, scope))
@@ -314,7 +315,7 @@ class Engine:
                 frame["iteration"] = index
                 it_scope = scope
                 if step.loop is not None:
-                    value = {"index": index, "value": iterations[index][1]}
+                    value = {"index": index, "value": iterations[index]}
                     names = {"loop": value}
                     if step.loop.get("name"):
                         names[str(step.loop["name"])] = value

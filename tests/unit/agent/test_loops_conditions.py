@@ -170,3 +170,12 @@ def test_nesting_depth_of_conditions_is_limited(agent: Agent, tmp_path: Path):
     doc = simple(bash("Deep", "true", **{"if": deep}))
     code, report = agent.validate(write_doc(tmp_path, doc))
     assert code == 2 and "nest at most 4 levels" in report["problems"][0]["message"]
+
+
+def test_for_loops_are_lazy_and_inclusive():
+    from vmbuild_agent.document import loop_iterations
+
+    huge = loop_iterations({"for": {"start": 1, "end": 10**12, "updateBy": 1}})
+    assert len(huge) == 10**12 and huge[-1] == 10**12
+    assert list(loop_iterations({"for": {"start": 3, "end": 3, "updateBy": 0}})) == [3]
+    assert list(loop_iterations({"forEach": {"list": "a|b", "delimiter": "|"}})) == ["a", "b"]
