@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import jsonschema
 import pytest
@@ -57,6 +58,16 @@ def test_ova_layout(tmp_path: Path, sample_image: Path):
     assert "<rasd:VirtualQuantity>3</rasd:VirtualQuantity>" in ovf
     assert 'ovf:href="vm-2-disk1.vmdk"' in ovf
     assert "SHA256(vm-2-disk1.vmdk)=" in mf
+    # The descriptor is well-formed and its sizes match the disk it ships with.
+    ns = {"ovf": "http://schemas.dmtf.org/ovf/envelope/1"}
+    root = ElementTree.fromstring(ovf)
+    file_ref = root.find("ovf:References/ovf:File", ns)
+    disk_ref = root.find("ovf:DiskSection/ovf:Disk", ns)
+    with tarfile.open(out["path"]) as tar:
+        vmdk_size = tar.getmember("vm-2-disk1.vmdk").size
+    assert int(file_ref.get(f"{{{ns['ovf']}}}size")) == vmdk_size
+    capacity = int(disk_ref.get(f"{{{ns['ovf']}}}capacity"))
+    assert capacity == disk.info(sample_image).virtual_size
 
 
 def test_qcow2_compression_choices(tmp_path: Path, sample_image: Path):
