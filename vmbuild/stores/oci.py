@@ -239,6 +239,7 @@ class OciStore(Store):
         self.ACCEPTS = ("qcow2", "raw") if self.mode == "containerdisk" else FORMATS
         self._client: RegistryClient | None = None
         self._plans: dict[str, tuple[list[Blob], bytes]] = {}
+        self._image = ImageRef("", "", "")  # set by items()
 
     @property
     def client(self) -> RegistryClient:
