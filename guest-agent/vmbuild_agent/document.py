@@ -363,7 +363,7 @@ class Validator:
         variables = set(doc.parameters) | set(doc.constants)
         for p_index, phase in enumerate(doc.phases):
             for s_index, step in enumerate(phase.steps):
-                loop_names = ("loop",)
+                loop_names: tuple = ("loop",)
                 if isinstance(step.loop, dict) and isinstance(step.loop.get("name"), str):
                     loop_names = ("loop", step.loop["name"])
                 bodies = references([step.inputs, step.condition])

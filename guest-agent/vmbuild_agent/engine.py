@@ -211,7 +211,7 @@ class Engine:
                 if status == "Failed":
                     break
         except RebootRequested as exc:
-            self.save_state(exc.frames, exc.rerun)
+            self.save_state(exc.frames or self.snapshot(), exc.rerun)
             self.report["status"] = "RebootRequested"
             self.console.line(f"==> reboot requested ({exc}); state saved in {self.state_dir}")
             return EXIT_REBOOT
@@ -427,11 +427,11 @@ class Engine:
             raise StepFailed(f"ExecuteDocument: cycle: {path} is already running")
         validator = Validator()
         doc = validator.load(path)
-        problems = list(validator.problems)
+        problems = [str(p) for p in validator.problems]
         if doc is not None:
             problems += parameter_problems(doc, params)
         if problems or doc is None:
-            raise StepFailed(f"ExecuteDocument {path}: " + "; ".join(map(str, problems)))
+            raise StepFailed(f"ExecuteDocument {path}: " + "; ".join(problems))
         existing = ctx.record.get("documents")
         record = existing[0] if (existing and self.pending) else {
             "name": doc.name, "path": path, "status": None, "phases": [],

@@ -31,6 +31,7 @@ def _pump(proc: subprocess.Popen, on_line: Callable[[str, str], None], out: list
     selector = selectors.DefaultSelector()
     buffers = {}
     for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+        assert pipe is not None  # both are PIPEs
         selector.register(pipe, selectors.EVENT_READ, name)
         buffers[name] = b""
     keep = {"stdout": out.append, "stderr": err.append}
@@ -81,7 +82,12 @@ def run_streaming(
     pump = threading.Thread(target=_pump, args=(proc, on_line, out_lines, err_tail), daemon=True)
     pump.start()
     exited = threading.Event()
-    waiter = threading.Thread(target=lambda: (proc.wait(), exited.set()), daemon=True)
+
+    def wait_for_exit() -> None:
+        proc.wait()
+        exited.set()
+
+    waiter = threading.Thread(target=wait_for_exit, daemon=True)
     waiter.start()
     timed_out = False
     while not exited.is_set():
