@@ -255,6 +255,16 @@ def test_zipapp_runs_the_same_document(agent: Agent, tmp_path: Path):
     assert summary["status"] == "Success"
     assert "from-pyz" in proc.stderr
 
+    # Without site-packages (no PyYAML, as on a bare guest): JSON works, YAML says why not.
+    yml = write_doc(tmp_path, simple(bash("Hi", "echo yaml")), "doc.yml")
+    for path, code in ((doc, 0), (yml, 2)):
+        bare = subprocess.run(
+            [sys.executable, "-S", str(pyz), "validate", "--json", "--documents", str(path)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""},
+        )  # fmt: skip
+        assert bare.returncode == code, bare.stderr
+    assert "PyYAML is not installed" in bare.stdout
+
 
 def test_sigterm_kills_the_running_step_and_writes_the_report(agent: Agent, tmp_path: Path):
     import signal
