@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from vmbuild import events
+from vmbuild import events, warm
 from vmbuild.build import BuildContext
 from vmbuild.pipeline import BaseStage
 from vmbuild.stages.guest import RunningVM, fetch_logs, push_payload, run_phase
@@ -20,9 +20,15 @@ class LaunchBuildVM(BaseStage):
 
     def run(self, ctx: BuildContext) -> None:
         assert ctx.overlay is not None
-        self.vm = RunningVM(ctx, "build", ctx.overlay)
+        reason = warm.ineligible(ctx)
+        if reason is None:
+            self.vm = warm.start_build_vm(ctx)
+        else:
+            events.info(f"booting cold: {reason}")
+        if self.vm is None:
+            self.vm = RunningVM.boot(ctx, "build", ctx.overlay)
+            self.vm.wait_ready()
         ctx.machine = self.vm
-        self.vm.wait_ready()
 
     def cleanup(self, ctx: BuildContext) -> None:
         if self.vm is not None:

@@ -58,14 +58,23 @@ def ready_timeouts(ctx: BuildContext) -> ReadyTimeouts:
 
 
 class RunningVM:
-    """A launched VM plus its SSH session, entered on an ExitStack the caller owns."""
+    """A running VM and its SSH session; `stack` holds what removes the VM."""
 
-    def __init__(self, ctx: BuildContext, role: str, disk: Path) -> None:
+    def __init__(
+        self, ctx: BuildContext, role: str, machine: Machine, stack: contextlib.ExitStack
+    ) -> None:
         self.ctx = ctx
         self.role = role
-        self.stack = contextlib.ExitStack()
-        self.machine: Machine = self.stack.enter_context(launch(vm_spec(ctx, role, disk)))
+        self.machine = machine
+        self.stack = stack
         self.session: Session | None = None
+
+    @classmethod
+    def boot(cls, ctx: BuildContext, role: str, disk: Path) -> RunningVM:
+        """Boot a VM cold from `disk` (an overlay the VM may write)."""
+        stack = contextlib.ExitStack()
+        machine = stack.enter_context(launch(vm_spec(ctx, role, disk)))
+        return cls(ctx, role, machine, stack)
 
     def wait_ready(self) -> Session:
         start = time.monotonic()

@@ -22,7 +22,7 @@ class TestImage(BaseStage):
     def run(self, ctx: BuildContext) -> None:
         assert ctx.image is not None
         overlay = disk.overlay(ctx.image, ctx.tmp / "test.qcow2")
-        self.vm = RunningVM(ctx, "test", overlay)
+        self.vm = RunningVM.boot(ctx, "test", overlay)
         session = self.vm.wait_ready()
         push_payload(ctx, session)
         deadline = time.monotonic() + ctx.recipe.test.timeout
