@@ -47,6 +47,7 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
         ),
         step("Owner", "SetFileOwner", [{"path": f"{t}/moved.txt", "owner": "nobody"}]),
         step("OwnerDir", "SetFolderOwner", [{"path": f"{t}/a3", "owner": "65534", "group": "0"}]),
+        step("Stat", "ExecuteBash", {"commands": [f"stat -c '%u:%g %a' {t}/a3 {t}/a3/hello.txt"]}),
         step("Delete", "DeleteFile", [{"path": f"{t}/a3/*.txt"}]),
         step("DeleteDir", "DeleteFolder", [{"path": f"{t}/a3", "force": True}]),
     )
@@ -77,6 +78,8 @@ def test_file_and_folder_actions(agent: Agent, tmp_path: Path):
     assert result.step("ListTop")["outputs"]["files"] == [f"{t}/link", f"{t}/moved.txt"]
     assert stat.S_IMODE((t / "moved.txt").stat().st_mode) == 0o600
     assert (t / "moved.txt").stat().st_uid == 65534
+    uid, gid = os.getuid(), os.getgid()
+    assert result.step("Stat")["outputs"]["stdout"] == f"65534:0 700\n{uid}:{gid} 700"
     assert not (t / "a3").exists()
 
 
