@@ -133,7 +133,7 @@ def assert_nothing_left_but_image(build_dir: Path) -> None:
 def test_distributed_to_directory_and_s3(cold_build, s3_server):
     ctx = cold_build["ctx"]
     data = manifest(ctx.build_dir)
-    names = {d["name"] for d in data["distributions"]}
+    names = {d["store"] for d in data["distributions"]}
     assert names == {"share", "objects"}
     shared = {sha256_file(p) for p in (cold_build["folder"] / "share").rglob("*") if p.is_file()}
     assert {o["sha256"] for o in data["outputs"]} <= shared

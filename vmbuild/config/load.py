@@ -357,6 +357,18 @@ class _Checker:
                 names.setdefault(name, i)
             if self.clean(where):
                 self.store(where, item)
+                self.store_paths(item)
+
+    def store_paths(self, item: dict[str, Any]) -> None:
+        """Resolve the store's host-side file fields against the recipe's folder."""
+        try:
+            from vmbuild.stores import registry
+        except ImportError:
+            return
+        cls = registry().get(item.get("type"))
+        for field in getattr(cls, "LOCAL_PATHS", ()):
+            if isinstance(item.get(field), str) and not item[field].startswith("~"):
+                item[field] = str(self.resolve(item[field]))
 
     def store(self, where: JsonPath, item: dict[str, Any]) -> None:
         """The store module's own checks, beyond its schema."""

@@ -55,4 +55,4 @@ class Distribute(BaseStage):
 
     def run(self, ctx: BuildContext) -> None:
         results = distribute(ctx.build_dir)
-        ctx.facts["distributed"] = [r.get("name") for r in results]
+        ctx.facts["distributed"] = [r["store"] for r in results]

@@ -128,6 +128,9 @@ class Store(ABC):
     TYPE: ClassVar[str]
     SCHEMA: ClassVar[dict[str, Any]]
     ACCEPTS: tuple[str, ...] = FORMATS  # a store may narrow it per instance (by mode)
+    # Config fields naming files on this host; a recipe's relative ones are resolved
+    # against the recipe's folder.
+    LOCAL_PATHS: ClassVar[tuple[str, ...]] = ()
     BACKOFF: ClassVar[float] = 1.0  # seconds before the first retry; doubles each time
 
     def __init__(self, config: dict[str, Any], where: str) -> None:

@@ -12,6 +12,7 @@ from vmbuild.stores.base import ImageRef, Item, LocalFile, Progress, Remote, Sto
 
 class DirectoryStore(Store):
     TYPE = "directory"
+    LOCAL_PATHS = ("path",)
     SCHEMA = store_schema(
         TYPE,
         {

@@ -22,6 +22,7 @@ from vmbuild.stores.base import ImageRef, Item, LocalFile, Progress, Remote, Sto
 
 class SftpStore(Store):
     TYPE = "sftp"
+    LOCAL_PATHS = ("key_file", "known_hosts")
     SCHEMA = store_schema(
         TYPE,
         {
