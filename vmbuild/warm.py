@@ -69,6 +69,27 @@ IDENTITY_GROUPS = ("ssh_host_keys", "machine_id", "cloud_init")
 RESTORE_ATTEMPTS = 4
 
 
+# Run in the warm VM before the save. QEMU writes all-zero pages as a flag, not 4 KiB,
+# but freed pages keep their old bytes: drop the page cache, then fill the free memory
+# with zeros through a tmpfs and free it again. The save image then holds about the
+# memory in use (measured: 302 MiB before, see benchmarks), and so does every copy.
+ZERO_FREE_MEMORY = """
+sync
+echo 3 > /proc/sys/vm/drop_caches
+free_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+fill_kib=$((free_kib - 131072))
+if [ "$fill_kib" -gt 65536 ]; then
+  mkdir -p /run/vmbuild-zero
+  if mount -t tmpfs -o "size=${fill_kib}k" vmbuild-zero /run/vmbuild-zero; then
+    dd if=/dev/zero of=/run/vmbuild-zero/fill bs=1M 2>/dev/null
+    umount /run/vmbuild-zero
+  fi
+  rmdir /run/vmbuild-zero
+fi
+echo 3 > /proc/sys/vm/drop_caches
+"""
+
+
 class WarmStateError(BuildError):
     """A warm state could not be made or restored (the build falls back to a cold boot)."""
 
@@ -225,9 +246,7 @@ def create(ctx: BuildContext, key: str, fields: dict[str, Any]) -> Entry:
         with launch(spec) as machine:
             session = machine.wait_ready(ready_timeouts(ctx))
             boot_seconds = time.monotonic() - start
-            # Dropping the page cache makes the saved memory image much smaller.
-            session.run("sync; echo 3 | sudo -n tee /proc/sys/vm/drop_caches >/dev/null",
-                        timeout=120)  # fmt: skip
+            session.run("sudo -n sh -s", input=ZERO_FREE_MEMORY, timeout=600)
             session.close()
             shutil.copyfile(machine.files / "seed.iso", work / "seed.iso")
             nvram = machine.files / "nvram.fd"
@@ -240,6 +259,7 @@ def create(ctx: BuildContext, key: str, fields: dict[str, Any]) -> Entry:
             save_seconds = time.monotonic() - save_start
         disk.convert(live, work / "disk.qcow2", "qcow2")  # standalone: no parent needed
         live.unlink()
+        shutil.rmtree(work / "vm", ignore_errors=True)
         (work / "disk.qcow2").chmod(0o444)
         now = time.time()
         write_json(work / "meta.json", {

@@ -5,6 +5,7 @@ The image itself is never opened for writing; the raw copy is removed on close.
 
 from __future__ import annotations
 
+import os
 import struct
 import tempfile
 from pathlib import Path
@@ -63,6 +64,30 @@ class ImageFS:
     def exists(self, path: str) -> bool:
         proc = run(["debugfs", "-R", f"stat {path}", self.spec], check=False)
         return "File not found" not in proc.stderr and proc.returncode == 0 and bool(proc.stdout)
+
+    def tree(self) -> dict[str, str]:
+        """Every path in the file system with its type (`d`, `f`, `l` or `o`).
+
+        Walks a read-only loop mount (`noload`: no journal replay) of the raw copy.
+        """
+        raw, offset = self.spec.split("?offset=")
+        mnt = Path(self._tmp.name) / "mnt"
+        mnt.mkdir(exist_ok=True)
+        run(["mount", "-o", f"ro,loop,noload,offset={offset}", raw, str(mnt)])
+        try:
+            found: dict[str, str] = {}
+            for top, dirs, files in os.walk(mnt):
+                rel = "/" + os.path.relpath(top, mnt).removeprefix(".").lstrip("/")
+                for name in dirs:
+                    kind = "l" if os.path.islink(os.path.join(top, name)) else "d"
+                    found[os.path.join(rel, name)] = kind
+                for name in files:
+                    full = os.path.join(top, name)
+                    kind = "l" if os.path.islink(full) else "f" if os.path.isfile(full) else "o"
+                    found[os.path.join(rel, name)] = kind
+            return found
+        finally:
+            run(["umount", str(mnt)])
 
     def size(self, path: str) -> int:
         out = self._debugfs(f"stat {path}")

@@ -52,9 +52,18 @@ def vm_spec(ctx: BuildContext, role: str, disk: Path) -> VMSpec:
 
 
 def ready_timeouts(ctx: BuildContext) -> ReadyTimeouts:
-    """Readiness limits from the recipe (base values; the VM scales them for TCG)."""
-    t = ctx.recipe.timeouts.resolved(1.0)
-    return ReadyTimeouts(banner=t["boot"] + t["ssh"], login=60.0, cloud_init=t["cloud_init"])
+    """Readiness limits: the recipe's values as given, defaults scaled for TCG.
+
+    The VM multiplies ReadyTimeouts by the accelerator's factor, so they are divided by
+    it here: a timeout the user wrote stays exactly what they wrote.
+    """
+    t = ctx.timeouts()
+    factor = ctx.accel.scale(1.0)
+    return ReadyTimeouts(
+        banner=(t["boot"] + t["ssh"]) / factor,
+        login=60.0,
+        cloud_init=t["cloud_init"] / factor,
+    )
 
 
 class RunningVM:

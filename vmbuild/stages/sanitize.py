@@ -101,7 +101,7 @@ class Sanitize(BaseStage):
 
     def _wait_poweroff(self, ctx: BuildContext) -> None:
         machine = ctx.machine.machine
-        limit = machine.scale(ctx.recipe.timeouts.resolved(1.0)["shutdown"])
+        limit = ctx.timeouts()["shutdown"]
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if not machine.is_running():

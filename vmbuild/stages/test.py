@@ -32,6 +32,9 @@ class TestImage(BaseStage):
             if self.vm.session is not None and self.vm.session.is_active():
                 with contextlib.suppress(Exception):
                     fetch_logs(self.vm.session, ctx.logs / "agent-test")
+        self.vm.close(None)  # done with it: free its CPU and memory before output
+        self.vm = None
+        (ctx.tmp / "test.qcow2").unlink(missing_ok=True)
 
     def cleanup(self, ctx: BuildContext) -> None:
         if self.vm is not None:
