@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import logging
 import os
 import select
 import shlex
@@ -29,6 +30,11 @@ from vmbuild.fsutil import atomic_path
 from vmbuild.keys import fingerprint
 
 StreamCallback = Callable[[str, str], None]  # (line without newline, "stdout" | "stderr")
+
+# paramiko's transport thread logs every refused attempt with a traceback; while a guest
+# boots that is noise, and real failures reach the caller as exceptions anyway.
+_TRANSPORT_LOG = "vmbuild.ssh.transport"
+logging.getLogger(_TRANSPORT_LOG).setLevel(logging.CRITICAL)
 
 
 class SSHError(BuildError):
@@ -155,6 +161,7 @@ class Session:
     @staticmethod
     def _open(target: Target, timeout: float) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
+        client.set_log_channel(_TRANSPORT_LOG)
         client.get_host_keys().load(str(target.known_hosts))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
