@@ -151,6 +151,27 @@ def _discard_failed(ctx: BuildContext) -> None:
         part.unlink(missing_ok=True)
 
 
+def kept_domains(ctx: BuildContext) -> list[str]:
+    """This build's VMs still running after a failure (`--on-error keep`)."""
+    from vmbuild.vm.machine import leftover_domains
+
+    return [d for d in leftover_domains(ctx.recipe.vm.uri) if ctx.build_id in d]
+
+
+def _remove_tmp(ctx: BuildContext) -> None:
+    """Remove `.tmp` unless a kept VM still runs on its overlay and keys."""
+    if ctx.error is not None and ctx.keep_on_error:
+        kept = kept_domains(ctx)
+        if kept:
+            ctx.facts["kept_vms"] = kept
+            events.warn(
+                f"kept {', '.join(kept)} and its files in {ctx.tmp}; when done: "
+                f"virsh -c {ctx.recipe.vm.uri} destroy {kept[0]} && rm -rf {ctx.tmp}"
+            )
+            return
+    shutil.rmtree(ctx.tmp, ignore_errors=True)
+
+
 def run_build(recipe: Recipe, options: BuildOptions | None = None) -> BuildContext:
     """Run every stage for `recipe`; returns the context (build folder, timings, outputs).
 
@@ -168,7 +189,7 @@ def run_build(recipe: Recipe, options: BuildOptions | None = None) -> BuildConte
         with contextlib.ExitStack() as stack:
             event_log = stack.enter_context(open(ctx.logs / "events.jsonl", "w"))
             stack.callback(events.subscribe(events.JsonLines(event_log)))
-            stack.callback(shutil.rmtree, ctx.tmp, True)
+            stack.callback(_remove_tmp, ctx)
             events.info(
                 f"build {build_id}: {build_dir}", build_id=build_id, build_dir=str(build_dir)
             )

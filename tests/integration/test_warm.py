@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +25,11 @@ from tests.integration.buildkit import (
     manifest,
     write_recipe,
 )
-from vmbuild import warm
-from vmbuild.build import BuildOptions, run_build
+from vmbuild import events, warm
+from vmbuild.build import BuildOptions, OnError, run_build
 from vmbuild.config import load_recipe
 from vmbuild.vm import savefile
-from vmbuild.vm.machine import leftover_domains
+from vmbuild.vm.machine import leftover_domains, remove_leftovers
 
 pytestmark = pytest.mark.integration
 GREETING = "warm greetings"
@@ -147,3 +149,34 @@ def test_failed_warm_build_leaves_nothing(base_image, warm_and_cold, tmp_path):
     build_dir = next((tmp_path / "work").iterdir())
     assert manifest(build_dir)["warm"]["created"] is False  # it reused the module's state
     assert_nothing_left(build_dir)
+
+
+def test_on_error_keep_leaves_a_reachable_vm(base_image, warm_and_cold, tmp_path):
+    """`--on-error keep`: the failed build VM keeps running and the printed ssh works."""
+    failing = write_recipe(tmp_path, "warm", base_image, [{"path": str(DATA / "fails-build.yml")}])
+    warnings: list[str] = []
+    unsubscribe = events.subscribe(
+        lambda e: warnings.append(e.message) if e.kind == "warning" else None
+    )
+    try:
+        with pytest.raises(Exception, match="BreaksOnPurpose"):
+            run_build(load_recipe(failing),
+                      BuildOptions(warm=True, test=False, on_error=OnError.KEEP))  # fmt: skip
+    finally:
+        unsubscribe()
+    build_dir = next((tmp_path / "work").iterdir())
+    kept = manifest(build_dir)["kept_vms"]
+    try:
+        assert len(kept) == 1 and kept[0] in leftover_domains()
+        command = next(w.split("get in with: ", 1)[1] for w in warnings if "get in with" in w)
+        *options, destination = shlex.split(command)
+        probe = subprocess.run(
+            [*options, "-o", "BatchMode=yes", destination, "cat /etc/hostname"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert probe.returncode == 0, probe.stderr
+        assert (build_dir / ".tmp").is_dir()
+    finally:
+        remove_leftovers(prefix=kept[0])
+        shutil.rmtree(build_dir / ".tmp", ignore_errors=True)
+    assert kept[0] not in leftover_domains()
