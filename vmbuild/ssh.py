@@ -215,10 +215,13 @@ class Session:
             if check:
                 check()
             remaining = deadline - time.monotonic()
-            try:
-                return cls.connect(target, timeout=max(5.0, min(30.0, remaining)))
-            except SSHError as exc:  # HostKeyMismatch too: retried, never accepted
-                last = exc
+            if read_banner(target.host, target.port, timeout=max(1.0, min(10.0, remaining))):
+                try:
+                    return cls.connect(target, timeout=max(5.0, min(30.0, remaining)))
+                except SSHError as exc:  # HostKeyMismatch too: retried, never accepted
+                    last = exc
+            else:
+                last = SSHError(f"sshd does not answer on {target.host}:{target.port} yet")
             if time.monotonic() >= deadline:
                 message = (
                     f"SSH login to {target.host}:{target.port} "
@@ -402,8 +405,16 @@ class Session:
         """
         old = self.boot_id()
         check = watch.check_alive if watch else None
-        self.start(command)
         deadline = time.monotonic() + timeout
+        try:
+            # Wait for the command itself: closing its channel early could hang it up
+            # before the reboot was queued.
+            code, _, err = self.run(command, timeout=60)
+        except (ConnectionLost, SSHTimeout):
+            pass  # the connection went down with the old boot
+        else:
+            if code != 0:
+                raise SSHError(f"reboot command failed (exit {code}): {command}\n{err.strip()}")
         self.close()
         while True:
             remaining = deadline - time.monotonic()
