@@ -61,6 +61,10 @@ _PANIC = re.compile(r"Kernel panic - not syncing.*|end Kernel panic.*")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
 
 
+class DomainExists(BuildError):
+    """A domain of the same name exists already (left by an earlier run)."""
+
+
 @dataclass(frozen=True)
 class ReadyTimeouts:
     """Seconds per readiness stage under KVM; multiplied by the accelerator's factor."""
@@ -447,7 +451,7 @@ def _start(conn: Any, spec: VMSpec, make_xml: Any, user_mode: bool) -> Any:
                 events.info(f"port {network.ssh_port} was taken before QEMU bound it; retrying")
                 continue
             if "already exists" in message:
-                raise BuildError(
+                raise DomainExists(
                     f"a domain named {domain_name(spec.build_id, spec.role)} already exists",
                     hint="a previous run left it behind: vmbuild's remove_leftovers() clears it",
                 ) from exc
@@ -520,14 +524,19 @@ def launch(spec: VMSpec) -> Iterator[Machine]:
 
         conn = connect(spec.uri)
         stack.callback(conn.close)
-        domain, network = _start(conn, spec, make_xml, user_mode)
         keep = False
 
         def cleanup() -> None:
             if not keep:
                 destroy_domain(conn, name)
 
+        # Registered before the start, so an interrupt right after createXML still cleans up.
         stack.callback(cleanup)
+        try:
+            domain, network = _start(conn, spec, make_xml, user_mode)
+        except DomainExists:
+            keep = True  # not ours: never destroy another run's VM
+            raise
         known_hosts = files / "known_hosts"
         publics = [k.public for k in host_keys]
         if isinstance(network, UserNetwork):

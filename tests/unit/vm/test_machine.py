@@ -100,3 +100,12 @@ def test_bad_input(spec: VMSpec, tmp_path: Path) -> None:
         launch(replace(spec, network={"mode": "bridge"})).__enter__()
     with pytest.raises(InputError, match="refusing"):
         remove_leftovers(prefix="important-")
+
+
+def test_same_name_twice_is_refused_without_touching_the_first(spec: VMSpec) -> None:
+    from vmbuild.vm.machine import DomainExists
+
+    with launch(spec) as first:
+        with pytest.raises(DomainExists, match="already exists"):
+            launch(replace(spec, workdir=spec.workdir / "second")).__enter__()
+        assert first.is_running(), "the running VM of that name is left alone"
