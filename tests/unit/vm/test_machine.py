@@ -109,3 +109,12 @@ def test_same_name_twice_is_refused_without_touching_the_first(spec: VMSpec) -> 
         with pytest.raises(DomainExists, match="already exists"):
             launch(replace(spec, workdir=spec.workdir / "second")).__enter__()
         assert first.is_running(), "the running VM of that name is left alone"
+
+
+def test_uefi_domain_starts_with_its_own_nvram(spec: VMSpec) -> None:
+    with launch(replace(spec, uefi=True, memory_mib=256)) as vm:
+        assert vm.is_running()
+        xml = vm.domain.XMLDesc()
+        assert "OVMF_CODE_4M.fd" in xml
+        nvram = vm.files / "nvram.fd"
+        assert nvram.exists() and nvram.stat().st_size > 0, "copied from the OVMF template"
