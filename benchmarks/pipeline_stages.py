@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,15 +255,21 @@ def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def write_results(name: str, data: dict[str, Any], markdown: str, folder: Path = RESULTS) -> Path:
-    """benchmarks/results/<name>.json and .md, each written atomically."""
+def write_results(
+    name: str, data: dict[str, Any], render: Callable[[], str], folder: Path = RESULTS
+) -> Path:
+    """benchmarks/results/<name>.json, then the Markdown `render()` makes of it in .md.
+
+    The JSON goes first, so a fault in the summary never costs an hour of measurements.
+    """
     from vmbuild.fsutil import atomic_open, write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / f"{name}.json", data)
+    log(f"results: {folder / name}.json")
     with atomic_open(folder / f"{name}.md") as fh:
-        fh.write(markdown)
-    log(f"results: {folder / name}.json and .md")
+        fh.write(render())
+    log(f"summary: {folder / name}.md")
     return folder / f"{name}.json"
 
 
@@ -352,9 +358,13 @@ def main() -> int:
         "machine": finish_machine_info(info),
         "runs": [r.to_dict() for r in runs],
     }
-    write_results("pipeline_stages", data, markdown(data, runs), args.output)
+    write_results("pipeline_stages", data, lambda: markdown(data, runs), args.output)
     return 0 if all(r.status == "success" for r in runs) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the VMs and temporary folders are gone
+        log("interrupted")
+        sys.exit(130)

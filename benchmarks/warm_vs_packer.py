@@ -64,6 +64,14 @@ TEMPLATE = PACKER_DIR / "debian-shell.json"
 SHELL_STEP = PACKER_DIR / "shell-step.sh"
 BASE_DEFINITION = ROOT / "images" / "base" / "debian-12.yml"
 SSH_USER = "build"
+MEASURES = {
+    "packer": "wall time of `packer build` (copy, resize, boot, SSH, shell step, shutdown, "
+    "zstd convert)",
+    "vmbuild_build_stage": "prepare+launch+build+sanitize+snapshot from manifest.json",
+    "vmbuild_pipeline": "wall time of `vmbuild --json run --no-distribute` (adds the "
+    "cold-booted test VM and output)",
+    "first_warm_build": "run with --no-test: it only has to leave the warm state behind",
+}
 TARGET_BUILD_RATIO = 0.3
 TARGET_PIPELINE_RATIO = 1.1
 # Packer's UI lines that open each of its stages (1.6.6 wording), in order.
@@ -286,6 +294,12 @@ def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _image(facts: dict[str, Any] | None) -> str:
+    if not facts:
+        return "-"
+    return f"{facts['size'] / 2**20:.0f} MiB qcow2 ({facts.get('compression')} compression)"
+
+
 def markdown(data: dict[str, Any], first: BuildRun | None, packer: list[PackerRun],
              vmbuild: list[BuildRun]) -> str:  # fmt: skip
     r = data["ratios"]
@@ -296,8 +310,9 @@ def markdown(data: dict[str, Any], first: BuildRun | None, packer: list[PackerRu
     lines = [
         "# vmbuild (warm) against Packer 1.6.6 (QEMU builder)\n",
         f"Same base image, same shell step (`benchmarks/packer/shell-step.sh`), TCG, "
-        f"{data['rounds_requested']} alternating rounds. Seconds; medians over successful "
-        "rounds.\n",
+        f"{data['rounds_done']} of {data['rounds_requested']} alternating rounds"
+        f"{'' if data['complete'] else ' (run stopped early: partial)'}. Seconds; medians "
+        "over successful rounds.\n",
         "| figure | value | target |",
         "|---|---:|---:|",
         f"| Packer `packer build` (median) | {_cell(r['packer_build_median_seconds'])} | |",
@@ -346,7 +361,8 @@ def markdown(data: dict[str, Any], first: BuildRun | None, packer: list[PackerRu
     images = data.get("images", {})
     lines += [
         "",
-        f"Output images: Packer {images.get('packer')}, vmbuild {images.get('vmbuild')}.",
+        f"Output images: Packer {_image(images.get('packer'))}, "
+        f"vmbuild {_image(images.get('vmbuild'))}.",
         "",
         machine_markdown(data["machine"]),
     ]
@@ -371,11 +387,35 @@ def main() -> int:
     vmbuild_runs: list[BuildRun] = []
     first: BuildRun | None = None
     images: dict[str, Any] = {}
+
+    def save(complete: bool) -> None:
+        """Results so far; written after every round, so a stopped run keeps its rounds."""
+        data = {
+            "benchmark": "warm_vs_packer",
+            "unit": "seconds",
+            "complete": complete,
+            "rounds_requested": args.rounds,
+            "rounds_done": len(vmbuild_runs),
+            "base_image": str(base_image),
+            "shell_step": str(SHELL_STEP.relative_to(ROOT)),
+            "packer_template": str(TEMPLATE.relative_to(ROOT)),
+            "measures": MEASURES,
+            "machine": finish_machine_info(info),
+            "ratios": ratios(packer_runs, vmbuild_runs),
+            "images": images,
+            "first_warm_build": first.to_dict() if first else None,
+            "packer_runs": [p.to_dict() for p in packer_runs],
+            "vmbuild_runs": [v.to_dict() for v in vmbuild_runs],
+        }
+        summary = lambda: markdown(data, first, packer_runs, vmbuild_runs)  # noqa: E731
+        write_results("warm_vs_packer", data, summary, args.output)
+
     with interruptible(), work_folder(keep=args.keep) as work, private_cache() as env:
         recipe = write_vmbuild_recipe(work / "recipe")
+        # Only the state matters here: no test VM, which would just cost minutes.
         first = run_vmbuild(
             "first warm build (creates the state)", recipe, work / "vmbuild-0", env,
-            warm=True, log_file=work / "vmbuild-0.log", timeout=timeout,
+            warm=True, test=False, log_file=work / "vmbuild-0.log", timeout=timeout,
         )  # fmt: skip
         discard_build(first)
         for i in range(1, args.rounds + 1):
@@ -390,32 +430,14 @@ def main() -> int:
             vmbuild_runs.append(run)
             if not args.keep:
                 discard_build(run)
-    data = {
-        "benchmark": "warm_vs_packer",
-        "unit": "seconds",
-        "rounds_requested": args.rounds,
-        "base_image": str(base_image),
-        "shell_step": str(SHELL_STEP.relative_to(ROOT)),
-        "packer_template": str(TEMPLATE.relative_to(ROOT)),
-        "measures": {
-            "packer": "wall time of `packer build` (copy, resize, boot, SSH, shell step, "
-            "shutdown, zstd convert)",
-            "vmbuild_build_stage": "prepare+launch+build+sanitize+snapshot from manifest.json",
-            "vmbuild_pipeline": "wall time of `vmbuild --json run --no-distribute` (adds "
-            "the cold-booted test VM and output)",
-        },
-        "machine": finish_machine_info(info),
-        "ratios": ratios(packer_runs, vmbuild_runs),
-        "images": images,
-        "first_warm_build": first.to_dict() if first else None,
-        "packer_runs": [p.to_dict() for p in packer_runs],
-        "vmbuild_runs": [v.to_dict() for v in vmbuild_runs],
-    }
-    write_results("warm_vs_packer", data, markdown(data, first, packer_runs, vmbuild_runs),
-                  args.output)  # fmt: skip
+            save(complete=i == args.rounds)
     ok = all(x.status == "success" for x in [*packer_runs, *vmbuild_runs])
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the VMs and temporary folders are gone
+        log("interrupted")
+        sys.exit(130)
