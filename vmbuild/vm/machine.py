@@ -151,6 +151,9 @@ class Machine:
         self._console_offset = 0
         self._console_partial = ""
         self._address: str | None = LOOPBACK if isinstance(network, UserNetwork) else None
+        # Seconds from wait_ready()'s start to SSH login and to cloud-init done.
+        self.ssh_seconds: float | None = None
+        self.cloud_init_seconds: float | None = None
 
     # -- state --------------------------------------------------------------
 
