@@ -15,6 +15,7 @@ from pathlib import Path
 from vmbuild import events
 from vmbuild.errors import BuildError
 from vmbuild.proc import run
+from vmbuild.signals import shielded
 
 PARTITION_START = 1 << 20  # 1 MiB: the usual alignment, leaves room for the MBR boot code
 MBR_BIN = Path("/usr/lib/EXTLINUX/mbr.bin")
@@ -46,6 +47,8 @@ def unmount_under(path: Path) -> None:
 
 def detach_loops(image: Path) -> None:
     """Detach every loop device backed by `image`."""
+    if not image.exists():
+        return
     proc = run(
         ["losetup", "--list", "--noheadings", "--output", "NAME", "--associated", str(image)]
     )
@@ -62,7 +65,8 @@ def loop_device(image: Path, offset: int, size: int) -> Iterator[str]:
         yield dev
     finally:
         # By backing file, not by name: also covers an interrupt before `dev` was known.
-        detach_loops(image)
+        with shielded():
+            detach_loops(image)
 
 
 @contextlib.contextmanager
@@ -72,7 +76,8 @@ def mounted(device: str, mountpoint: Path) -> Iterator[Path]:
         run(["mount", device, str(mountpoint)])
         yield mountpoint
     finally:
-        unmount_under(mountpoint)
+        with shielded():
+            unmount_under(mountpoint)
 
 
 def _mbr_bin() -> Path:

@@ -2,16 +2,15 @@
 
 Everything the build creates (work folder, mounts, loop devices) is registered
 for cleanup the moment it exists and undone in reverse on success, error,
-Ctrl-C and SIGTERM.
+Ctrl-C and SIGTERM (`vmbuild.signals`: SIGTERM raises like Ctrl-C, and cleanup
+is shielded from a second signal).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,33 +21,17 @@ from vmbuild import disk, events
 from vmbuild.bootstrap.assemble import _mounts_under, assemble_disk, detach_loops, unmount_under
 from vmbuild.bootstrap.definition import Definition
 from vmbuild.bootstrap.distributions import get_distribution
-from vmbuild.errors import BuildError, Interrupted
+from vmbuild.errors import BuildError
 from vmbuild.paths import cache_dir
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into `Interrupted` so `finally` blocks (cleanup) run.
-
-    A second SIGTERM during cleanup is ignored rather than cutting cleanup short.
-    Only the main thread can own signal handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Interrupted("terminated by SIGTERM; cleaned up")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from vmbuild.signals import interruptible, shielded
 
 
 def _remove_workdir(work: Path) -> None:
+    with shielded():  # a second Ctrl-C must not leave a half-removed tree or a mount
+        _unmount_and_remove(work)
+
+
+def _unmount_and_remove(work: Path) -> None:
     unmount_under(work)
     if _mounts_under(work):  # never let rmtree walk into a mounted /proc or /dev
         raise BuildError(f"{work} still has mounts; not removing it")
@@ -74,7 +57,7 @@ def build_image(definition: Definition, mirror: str, dest: Path) -> dict[str, An
         yield
         durations[name] = round(time.monotonic() - start, 1)
 
-    with sigterm_raises(), contextlib.ExitStack() as stack:
+    with interruptible(), contextlib.ExitStack() as stack:
         base = cache_dir("bootstrap")
         work = Path(tempfile.mkdtemp(prefix="work-", dir=base))
         stack.callback(_remove_workdir, work)
