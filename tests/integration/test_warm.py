@@ -53,8 +53,9 @@ def warm_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def recipe(base_image, tmp_path_factory):
     folder = tmp_path_factory.mktemp("warm-recipe")
-    component = {"path": str(DATA / "marker.yml"), "parameters": {"greeting": GREETING}}
-    return write_recipe(folder, "warm", base_image, [component])
+    marker = {"path": str(DATA / "marker.yml"), "parameters": {"greeting": GREETING}}
+    # Rebooting twice (exit 194, Reboot step) also covers a restored VM's reboot.
+    return write_recipe(folder, "warm", base_image, [marker, {"path": str(DATA / "reboots.yml")}])
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,15 @@ def warm_and_cold(recipe, warm_cache):
 def files_of(image: Path) -> dict[str, str]:
     with ImageFS(image) as fs:
         return fs.tree()
+
+
+def test_build_phase_reboots_and_resumes(warm_and_cold):
+    for ctx in warm_and_cold:
+        steps = agent_steps(ctx.build_dir / "logs" / "agent-build")
+        for name in ("RebootByExitCode", "RecordBoot", "RebootStep", "AfterReboot"):
+            assert steps[name]["status"] == "Success", (ctx.build_dir, name, steps[name])
+        with ImageFS(ctx.build_dir / "image.qcow2") as fs:
+            assert fs.read("/etc/vmbuild-rebooted") == "resumed\n"
 
 
 def test_warm_build_restored_and_tested_cold(warm_and_cold):
@@ -93,6 +103,7 @@ def test_warm_image_holds_nothing_a_cold_build_would_not(warm_and_cold):
     warm_pub = (warm.entries()[0].path / "id_ed25519.pub").read_text().split()[1]
     with ImageFS(hot.build_dir / "image.qcow2") as fs:
         assert fs.read("/etc/vmbuild-marker") == GREETING + "\n"
+        assert fs.read("/etc/vmbuild-rebooted") == "resumed\n"
         assert [n for n in fs.names("/etc/ssh") if n.startswith("ssh_host_")] == []
         assert fs.read("/etc/machine-id") == ""
         assert fs.names("/var/lib/cloud") == []
