@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
-  debootstrap extlinux syslinux-common e2fsprogs ovmf zstd
+  debootstrap extlinux syslinux-common e2fsprogs parted ovmf zstd
   openssh-server openssh-client docker-registry packer
 )
 
