@@ -10,6 +10,8 @@ against the source) and gets a sha256. The recipe's `output` section follows
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -163,9 +165,15 @@ def produce(
     """
     specs = parse_formats(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
+    source = disk.info(image)
     results = []
     for n, spec in enumerate(specs, 1):
         dest = out_dir / f"{basename}.{spec.ext}"
+        if _is_already(source, spec):
+            events.info(f"{dest.name}: the image already is this output; linking it")
+            _link_or_copy(image, dest)
+            results.append(_describe(spec, dest))
+            continue
         events.info(f"converting to {spec.format}: {dest.name}")
         with atomic_path(dest) as tmp:
             if spec.format == "ova":
@@ -181,16 +189,39 @@ def produce(
                     threads=threads,
                 )
             verify_output(tmp, spec.format, image, compression=spec.compression)
-        results.append(
-            {
-                **spec.describe(),
-                "path": str(dest),
-                "sha256": sha256_file(dest),
-                "size": dest.stat().st_size,
-            }
-        )
+        results.append(_describe(spec, dest))
         events.progress(n, len(specs), unit="formats", label="output formats")
     return results
+
+
+def _describe(spec: FormatSpec, dest: Path) -> dict[str, Any]:
+    return {**spec.describe(), "path": str(dest), "sha256": sha256_file(dest),
+            "size": dest.stat().st_size}  # fmt: skip
+
+
+def _is_already(source: disk.ImageInfo, spec: FormatSpec) -> bool:
+    """A standalone zstd qcow2 needs no conversion into a zstd qcow2 output.
+
+    Only zstd can be told from the header: qemu-img reports zlib for any qcow2 whose
+    clusters may or may not be compressed.
+    """
+    return (
+        spec.format == "qcow2"
+        and (spec.compression or "zstd") == "zstd"
+        and source.format == "qcow2"
+        and source.compression == "zstd"
+        and source.backing_file is None
+    )
+
+
+def _link_or_copy(image: Path, dest: Path) -> None:
+    """Hard-link `image` as `dest` (same file system), else copy it atomically."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(image, dest)
+    except OSError:
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(image, tmp)
 
 
 def readable_name(path: Path, fmt: str) -> str:

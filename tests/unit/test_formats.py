@@ -111,3 +111,18 @@ def test_output_schema():
     assert not validator.is_valid({"formats": ["iso"]})
     assert not validator.is_valid({"formats": ["raw"], "extra": 1})
     json.dumps(formats.OUTPUT_SCHEMA)
+
+
+def test_zstd_qcow2_source_is_linked_not_converted(tmp_path: Path, sample_image: Path):
+    zstd = tmp_path / "image.qcow2"
+    disk.convert(sample_image, zstd, "qcow2", options={"compression_type": "zstd"}, compress=True)
+    out = formats.produce(zstd, tmp_path / "out", "img", ["qcow2"])
+    assert out[0]["sha256"] == sha256_file(zstd)
+    assert (tmp_path / "out" / "img.qcow2").stat().st_ino == zstd.stat().st_ino
+    # zlib asked for: a real conversion, read back against the source.
+    zlib = formats.produce(
+        zstd, tmp_path / "out2", "img", [{"format": "qcow2", "compression": "zlib"}]
+    )
+    assert zlib[0]["sha256"] != sha256_file(zstd)
+    assert disk.info(tmp_path / "out2" / "img.qcow2").compression == "zlib"
+    assert disk.compare(tmp_path / "out2" / "img.qcow2", zstd)
