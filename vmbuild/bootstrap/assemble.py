@@ -24,7 +24,7 @@ MBR_BIN_ALTERNATIVES = (MBR_BIN, Path("/usr/lib/syslinux/mbr/mbr.bin"))
 EXT4_FEATURES = "^64bit,^metadata_csum_seed,^orphan_file"
 
 
-def _mounts_under(path: Path) -> list[str]:
+def mounts_under(path: Path) -> list[str]:
     prefix = str(path.resolve())
     found = []
     with open("/proc/self/mountinfo") as fh:
@@ -37,10 +37,10 @@ def _mounts_under(path: Path) -> list[str]:
 
 def unmount_under(path: Path) -> None:
     """Unmount everything mounted at or below `path`, deepest first."""
-    for point in sorted(_mounts_under(path), key=len, reverse=True):
+    for point in sorted(mounts_under(path), key=len, reverse=True):
         if run(["umount", point], check=False).returncode != 0:
             run(["umount", "--lazy", point], check=False)
-    left = _mounts_under(path)
+    left = mounts_under(path)
     if left:
         raise BuildError(f"could not unmount {', '.join(left)}")
 

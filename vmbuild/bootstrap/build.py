@@ -9,6 +9,7 @@ is shielded from a second signal).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -18,12 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild import disk, events
-from vmbuild.bootstrap.assemble import _mounts_under, assemble_disk, detach_loops, unmount_under
+from vmbuild.bootstrap.assemble import assemble_disk, detach_loops, mounts_under, unmount_under
 from vmbuild.bootstrap.definition import Definition
 from vmbuild.bootstrap.distributions import get_distribution
 from vmbuild.errors import BuildError
 from vmbuild.paths import cache_dir
 from vmbuild.signals import interruptible, shielded
+
+# Host tools the build runs (debootstrap also needs chroot and mount, from the base system).
+TOOLS = ("debootstrap", "chroot", "parted", "losetup", "mount", "mkfs.ext4", "extlinux", "qemu-img")
+
+
+def check_host() -> None:
+    """Fail early, with a hint, when the host cannot bootstrap (not root, missing tools)."""
+    if os.geteuid() != 0:
+        raise BuildError(
+            "bootstrapping a base image needs root (debootstrap, loop devices, mounts)",
+            hint="run as root, or use a ready cloud image as the recipe's parent",
+        )
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise BuildError(
+            f"missing host tools: {', '.join(missing)}",
+            hint="make setup (scripts/setup-host.sh installs them)",
+        )
 
 
 def _remove_workdir(work: Path) -> None:
@@ -33,7 +52,7 @@ def _remove_workdir(work: Path) -> None:
 
 def _unmount_and_remove(work: Path) -> None:
     unmount_under(work)
-    if _mounts_under(work):  # never let rmtree walk into a mounted /proc or /dev
+    if mounts_under(work):  # never let rmtree walk into a mounted /proc or /dev
         raise BuildError(f"{work} still has mounts; not removing it")
     shutil.rmtree(work, ignore_errors=True)
 
@@ -57,6 +76,7 @@ def build_image(definition: Definition, mirror: str, dest: Path) -> dict[str, An
         yield
         durations[name] = round(time.monotonic() - start, 1)
 
+    check_host()
     with interruptible(), contextlib.ExitStack() as stack:
         base = cache_dir("bootstrap")
         work = Path(tempfile.mkdtemp(prefix="work-", dir=base))
