@@ -72,3 +72,14 @@ def test_no_baked_in_identity(root_fs: str):
     assert _cat(root_fs, "/etc/machine-id") == ""
     shadow = dict(line.split(":", 2)[:2] for line in _cat(root_fs, "/etc/shadow").splitlines())
     assert shadow["root"].startswith(("!", "*"))
+
+
+def test_first_boot_tweaks(root_fs: str, base_image: Path):
+    meta = read_meta(base_image) or {}
+    for unit in meta["content"]["services"]["mask"]:  # apt timers and friends never run
+        stat = _debugfs(root_fs, f"stat /etc/systemd/system/{unit}")
+        assert 'Fast link dest: "/dev/null"' in stat, unit
+    wants = _names(root_fs, "/etc/systemd/system/multi-user.target.wants")
+    assert "systemd-networkd.service" in wants  # DHCP on the first NIC
+    assert "DHCP=yes" in _cat(root_fs, "/etc/systemd/network/90-vmbuild-dhcp.network")
+    assert "PROMPT 0" in _cat(root_fs, "/boot/extlinux/extlinux.conf")
