@@ -48,7 +48,9 @@ def booted(base_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def test_login_uses_the_injected_host_key(booted: Booted) -> None:
-    out = booted.ssh.run("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub", check=True).stdout
+    out = booted.ssh.run(
+        "sudo -n ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub", check=True
+    ).stdout
     (pinned,) = booted.vm.host_keys
     assert out.split()[1] == fingerprint(pinned)
 

@@ -32,8 +32,11 @@ _EXIT_VALUE = 0x31
 PROBE_EXIT_STATUS = (_EXIT_VALUE << 1) | 1
 # TCG is slower by a roughly constant factor; timeouts scale with it.
 TCG_TIMEOUT_FACTOR = 4.0
-# A CPU model TCG emulates well; measured against qemu64 and max (see benchmarks/).
-TCG_CPU_MODEL = "max"
+# The TCG CPU model. `max` exposes ERMS and AVX2: the guest kernel then clears pages
+# with `rep stosb`, which TCG runs byte by byte; on these hosts both reboots under `max`
+# stalled in clear_page_erms (soft lockups). Nehalem is the x86-64-v2 baseline (RHEL 9
+# needs v2, qemu64 is v1) without ERMS or AVX. benchmarks/vm_boot.py compares models.
+TCG_CPU_MODEL = "Nehalem"
 CHOICES = ("auto", "kvm", "tcg")
 
 

@@ -76,7 +76,9 @@ def test_seclabel_only_when_running_as_root() -> None:
 
 
 def test_cpu_follows_accelerator() -> None:
-    assert _parse(_spec()).find("cpu").get("mode") == "maximum"
+    default = _parse(_spec()).find("cpu")
+    assert default.get("mode") == "custom" and default.findtext("model") == "Nehalem"
+    assert _parse(_spec(accel=tcg("max"))).find("cpu").get("mode") == "maximum"
     kvm = _parse(_spec(accel=KVM))
     assert kvm.get("type") == "kvm" and kvm.find("cpu").get("mode") == "host-passthrough"
     custom = _parse(_spec(accel=tcg("qemu64")))
