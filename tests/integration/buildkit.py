@@ -41,9 +41,19 @@ def only_build_dir(workdir: Path) -> Path:
     return dirs[0]
 
 
-def assert_nothing_left(build_dir: Path, prefix: str = "vmbuild-") -> None:
-    """No VM, overlay, seed, temporary or half-written image remains."""
-    assert [d for d in leftover_domains() if d.startswith(prefix)] == []
+def build_id(build_dir: Path) -> str:
+    """The build id at the end of a build folder's name (`<name>-<version>-<id>`)."""
+    return "-".join(build_dir.name.split("-")[-3:])
+
+
+def domains_of(build_dir: Path) -> list[str]:
+    """libvirt domains of that build still present (other builds may run beside it)."""
+    return [d for d in leftover_domains() if build_id(build_dir) in d]
+
+
+def assert_nothing_left(build_dir: Path) -> None:
+    """No VM, overlay, seed, temporary or half-written image of this build remains."""
+    assert domains_of(build_dir) == []
     assert not (build_dir / ".tmp").exists()
     assert not (build_dir / "image.qcow2").exists()
     assert list(build_dir.glob(".*.part")) == []

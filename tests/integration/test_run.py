@@ -21,6 +21,7 @@ from tests.integration.buildkit import (
     DATA,
     agent_steps,
     assert_nothing_left,
+    domains_of,
     manifest,
     only_build_dir,
     write_recipe,
@@ -30,7 +31,6 @@ from vmbuild.build import BuildOptions, run_build
 from vmbuild.config import load_recipe
 from vmbuild.errors import BuildError
 from vmbuild.fsutil import sha256_file
-from vmbuild.vm.machine import leftover_domains
 
 pytestmark = pytest.mark.integration
 GREETING = "hello from the integration test"
@@ -128,7 +128,7 @@ def test_manifest_sums_outputs_and_parent(cold_build, base_image):
 
 def assert_nothing_left_but_image(build_dir: Path) -> None:
     assert not (build_dir / ".tmp").exists()
-    assert [d for d in leftover_domains() if build_dir.name.split("-", 2)[-1] in d] == []
+    assert domains_of(build_dir) == []
 
 
 def test_distributed_to_directory_and_s3(cold_build, s3_server):
@@ -180,8 +180,9 @@ def test_interrupt_mid_build_leaves_nothing(base_image, tmp_path, sig):
         [sys.executable, "-m", "vmbuild.cli", "run", "--no-warm", str(recipe)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not [d for d in leftover_domains() if "-build" in d]:
+    deadline = time.monotonic() + 600
+    work = tmp_path / "work"
+    while not (work.is_dir() and any(work.iterdir()) and domains_of(next(work.iterdir()))):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "the build VM never started"
         time.sleep(0.5)

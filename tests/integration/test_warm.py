@@ -22,6 +22,7 @@ from tests.integration.buildkit import (
     DATA,
     agent_steps,
     assert_nothing_left,
+    domains_of,
     manifest,
     write_recipe,
 )
@@ -132,7 +133,7 @@ def test_two_builds_restore_one_state_at_once(recipe, warm_and_cold, warm_cache)
     for build_dir in build_dirs:
         with ImageFS(build_dir / "image.qcow2") as fs:
             assert fs.read("/etc/vmbuild-marker") == GREETING + "\n"
-    assert [d for d in leftover_domains()] == []
+        assert domains_of(build_dir) == []
 
 
 def test_corrupt_state_falls_back_and_is_made_again(recipe, warm_and_cold):
