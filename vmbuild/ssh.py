@@ -254,6 +254,12 @@ class Session:
             )
         return transport
 
+    def adopt(self, other: Session) -> None:
+        """Take over `other`'s connection (after a reboot), so callers keep this object."""
+        self.close()
+        self._client, self._sftp = other._client, None
+        self.target = other.target
+
     def is_active(self) -> bool:
         transport = self._client.get_transport()
         return transport is not None and transport.is_active()
@@ -433,7 +439,7 @@ class Session:
                 fresh.close()
                 current = old
             if current != old:
-                self._client, self._sftp = fresh._client, None
+                self.adopt(fresh)
                 return self
             fresh.close()  # still the old boot, shutting down
             time.sleep(1.0)

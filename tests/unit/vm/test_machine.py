@@ -118,3 +118,15 @@ def test_uefi_domain_starts_with_its_own_nvram(spec: VMSpec) -> None:
         assert "OVMF_CODE_4M.fd" in xml
         nvram = vm.files / "nvram.fd"
         assert nvram.exists() and nvram.stat().st_size > 0, "copied from the OVMF template"
+
+
+def test_power_cycle_starts_a_fresh_qemu_with_the_same_forwards(spec: VMSpec) -> None:
+    with launch(spec) as vm:
+        extra = vm.add_forward(8080)
+        vm.destroy()
+        assert not vm.is_running()
+        vm._recreate()
+        assert vm.is_running()
+        assert _listening(vm.ssh_port) and _listening(extra), "SSH and added forwards are back"
+        assert vm.known_hosts.read_text().startswith(f"[127.0.0.1]:{vm.ssh_port} ")
+    assert leftover_domains(prefix=vm.name) == []
