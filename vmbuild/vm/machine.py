@@ -10,6 +10,9 @@ Readiness is three stages, each with its own timeout (scaled for TCG) and a
 `BuildError` naming the stage plus the console tail: sshd answers (SSH banner),
 SSH login (build key, pinned host key), `cloud-init status --wait`. Throughout,
 the domain is watched: QEMU exiting or a kernel panic on the console fails at once.
+
+`Machine.reboot()` power-cycles (clean power-off, then a fresh QEMU from the same
+XML): under TCG a reset inside the same QEMU made the next boot stall for minutes.
 """
 
 from __future__ import annotations
