@@ -26,6 +26,7 @@ from vmbuild.errors import BuildError
 from vmbuild.fsutil import fsync_dir, sha256_file
 
 PARAMETERS_FILE = "parameters.json"
+PHASES = ("build", "validate", "test")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,34 @@ class Bundle:
                 args += ["--parameters-file", f"{root}/{_parameters_file(index)}"]
             argv.append(args)
         return argv
+
+    def phase_arguments(self, phase: str) -> list[str] | None:
+        """The agent's `--documents`/`--parameters-file` to run `phase` of every document
+        that has it, in one invocation from the bundle's root; None if none has it.
+
+        Paths are relative to the bundle root (the agent runs there), and
+        `parameters/<phase>.json` keys each document's parameters by that path.
+        """
+        docs = [d for d in self.documents if phase in _phase_names(self.root / d.file)]
+        if not docs:
+            return None
+        args = ["--documents", ",".join(d.file for d in docs)]
+        if any(d.parameters for d in docs):
+            args += ["--parameters-file", _phase_parameters_file(phase)]
+        return args
+
+
+def _phase_names(document: Path) -> set[str]:
+    try:
+        data = yaml.safe_load(document.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return {"build", "validate", "test"}  # let the agent report it
+    phases = data.get("phases") if isinstance(data, dict) else None
+    return {p.get("name") for p in phases or [] if isinstance(p, dict)}
+
+
+def _phase_parameters_file(phase: str) -> str:
+    return f"parameters/{phase}.json"
 
 
 def _parameters_file(index: int) -> str:
@@ -150,6 +179,10 @@ def stage(components: Iterable[Component], dest: Path) -> Bundle:
             if component.parameters:
                 _write_json(tmp / _parameters_file(i), component.parameters)
         bundle_docs = tuple(staged)
+        for phase in PHASES:  # keyed by path, for the documents that have the phase
+            keyed = {d.file: d.parameters for d in bundle_docs
+                     if d.parameters and phase in _phase_names(tmp / d.file)}  # fmt: skip
+            _write_json(tmp / _phase_parameters_file(phase), keyed)
         _write_json(tmp / PARAMETERS_FILE, {"documents": [d.to_dict() for d in bundle_docs]})
         os.rename(tmp, dest)
         fsync_dir(dest.parent)

@@ -140,47 +140,58 @@ def _parse_summary(stdout: str) -> dict[str, Any]:
     return {}
 
 
-def run_phase(
-    ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float
-) -> list[dict[str, Any]]:
-    """Run `phase` of every component in recipe order; reboot and resume when asked.
-
-    Returns the agent's summaries; raises BuildError naming the failed step.
+def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) -> dict[str, Any]:
+    """Run `phase` of every component that has it, in recipe order, in one agent run;
+    reboot and resume when the agent asks. Returns the agent's summary ({} if no
+    component has the phase); raises BuildError naming the failed steps.
     """
     assert vm.session is not None
-    summaries = []
-    for index, args in enumerate(ctx.bundle.agent_arguments(f"{REMOTE_ROOT}/bundle"), 1):
-        document = ctx.bundle.documents[index - 1]
-        execution = f"{phase}-{index:02d}"
-        argv = [
-            "sudo", "-n", "python3", f"{REMOTE_ROOT}/vmbuild-agent.pyz", "run", *args,
-            "--phases", phase, "--log-directory", f"{REMOTE_ROOT}/logs",
-            "--state-directory", f"{REMOTE_ROOT}/state/{execution}",
-            "--execution-id", execution,
-        ]  # fmt: skip
-        command = shlex.join(argv)
-        for reboot in range(MAX_REBOOTS + 1):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BuildError(f"{phase} phase: timed out (timeouts.build)")
-            result = vm.session.run(
-                command, stream=lambda line, _name: events.output(line), timeout=remaining
-            )
-            if result.exit_code != REBOOT_EXIT:
-                break
-            if reboot == MAX_REBOOTS:
-                raise BuildError(f"{document.source}: {phase}: more than {MAX_REBOOTS} reboots")
-            events.info(f"{document.source.name}: reboot requested; rebooting and resuming")
-            vm.session = vm.machine.reboot(vm.session)
-        summary = _parse_summary(result.stdout)
-        summaries.append(summary)
-        if result.exit_code != 0:
-            failed = _failures(summary) or [result.stderr.strip()[-2000:] or "no output"]
-            raise BuildError(
-                f"component {document.source}: {phase} phase failed "
-                f"(agent exit {result.exit_code}):\n  " + "\n  ".join(failed)
-            )
-    return summaries
+    args = ctx.bundle.phase_arguments(phase)
+    if args is None:
+        events.info(f"no component has a {phase} phase")
+        return {}
+    argv = [
+        "sudo", "-n", "python3", f"{REMOTE_ROOT}/vmbuild-agent.pyz", "run", *args,
+        "--phases", phase, "--log-directory", f"{REMOTE_ROOT}/logs",
+        "--state-directory", f"{REMOTE_ROOT}/state/{phase}", "--execution-id", phase,
+    ]  # fmt: skip
+    command = f"cd {REMOTE_ROOT}/bundle && {shlex.join(argv)}"
+    for reboot in range(MAX_REBOOTS + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BuildError(f"{phase} phase: timed out (timeouts.build / test.timeout)")
+        result = vm.session.run(
+            command, stream=lambda line, _name: events.output(line), timeout=remaining
+        )
+        if result.exit_code != REBOOT_EXIT:
+            break
+        if reboot == MAX_REBOOTS:
+            raise BuildError(f"{phase} phase: more than {MAX_REBOOTS} reboots")
+        events.info(f"{phase} phase: reboot requested; rebooting and resuming")
+        vm.session = vm.machine.reboot(vm.session)
+    summary = _parse_summary(result.stdout)
+    if result.exit_code != 0:
+        failed = _failures(summary) or [result.stderr.strip()[-2000:] or "no output"]
+        sources = ", ".join(str(d.source) for d in ctx.bundle.documents
+                            if any(f.startswith(f"{_doc_name(d)}/") for f in failed))  # fmt: skip
+        raise BuildError(
+            f"{phase} phase failed (agent exit {result.exit_code})"
+            + (f" in {sources}" if sources else "")
+            + ":\n  "
+            + "\n  ".join(failed)
+        )
+    return summary
+
+
+def _doc_name(document: Any) -> str:
+    """The `name` inside a staged document (what the agent's summary reports)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(document.source).read_text())
+        return str(data.get("name"))
+    except (OSError, yaml.YAMLError, AttributeError):
+        return ""
 
 
 def fetch_logs(session: Session, local: Path) -> int:

@@ -3,8 +3,9 @@
 Two steps, because the build user cannot remove itself while logged in:
 1. over SSH, a root script removes the groups the recipe keeps enabled (and always
    vmbuild's own files), then trims the file system so the snapshot stays small;
-2. a detached root script removes authorized keys and the build user and powers the
-   guest off; vmbuild waits for the domain to stop (forced after `timeouts.shutdown`).
+2. a detached root script removes authorized keys and the build user, syncs, remounts
+   every file system read-only (sysrq u) and powers off (sysrq o); vmbuild waits for
+   the domain to stop (forced after `timeouts.shutdown`).
 Every command's output also goes to the serial console, so it lands in the console log.
 """
 
@@ -21,7 +22,8 @@ from vmbuild.pipeline import BaseStage
 from vmbuild.stages.guest import REMOTE_ROOT
 
 GROUPS: dict[str, str] = {
-    "cloud_init": "cloud-init clean --logs --seed || rm -rf /var/lib/cloud/*",
+    # What `cloud-init clean --logs --seed` removes, without its ~25 s Python start under TCG.
+    "cloud_init": "rm -rf /var/lib/cloud/* /var/log/cloud-init.log /var/log/cloud-init-output.log",
     "ssh_host_keys": "rm -f /etc/ssh/ssh_host_*",
     "machine_id": (
         "truncate -s 0 /etc/machine-id; rm -f /var/lib/dbus/machine-id; "
@@ -71,7 +73,20 @@ def final_script(config: SanitizeConfig, user: str) -> str:
         ]
     if config.shell_history:
         lines.append("rm -f /root/.bash_history")
-    lines += ["sync", "echo 'vmbuild-sanitize: powering off'", "systemctl poweroff"]
+    # Nothing in the guest needs a service-by-service shutdown before a snapshot (its logs
+    # are gone): sync, remount every file system read-only so the disk is clean, power
+    # off. A full `systemctl poweroff` took ~33 s under TCG; this takes about 2.
+    lines += [
+        "sync",
+        "echo 'vmbuild-sanitize: file systems read-only, powering off'",
+        "echo 1 > /proc/sys/kernel/sysrq",
+        "echo s > /proc/sysrq-trigger",
+        "echo u > /proc/sysrq-trigger",
+        "sleep 2",
+        "echo o > /proc/sysrq-trigger",
+        "sleep 30",
+        "systemctl poweroff --force",  # only if the kernel ignored the sysrq request
+    ]
     return "\n".join(lines) + "\n"
 
 
