@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import signal
 import threading
 import time
 import uuid
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vmbuild import events
-from vmbuild.errors import BuildError, InputError, Interrupted
+from vmbuild.errors import BuildError, InputError
 from vmbuild.keys import (
     KeyPair,
     fingerprint,
@@ -40,6 +39,7 @@ from vmbuild.keys import (
 )
 from vmbuild.netutil import free_port
 from vmbuild.seed import SeedSpec, write_seed
+from vmbuild.signals import interruptible
 from vmbuild.ssh import (
     ConnectionLost,
     Session,
@@ -495,27 +495,6 @@ def remove_leftovers(uri: str = DEFAULT_URI, prefix: str = PREFIX) -> list[str]:
         conn.close()
 
 
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception so cleanup runs (main thread, default handler only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        yield  # the application handles SIGTERM itself
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(f"terminated by signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _start(conn: Any, spec: VMSpec, make_xml: Any, user_mode: bool) -> Any:
     """Create the transient domain; with user networking retry on a port clash."""
     libvirt = _libvirt()
@@ -557,7 +536,7 @@ def launch(spec: VMSpec) -> Iterator[Machine]:
     mac = random_mac()
 
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_sigterm_raises())
+        stack.enter_context(interruptible())
         files.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.chmod(0o700)  # holds private keys
         keep_files = False
