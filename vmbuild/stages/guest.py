@@ -48,6 +48,7 @@ def vm_spec(ctx: BuildContext, role: str, disk: Path) -> VMSpec:
         build_key=ctx.build_key,
         extra_user_data=ctx.recipe.user_data or None,
         keep_on_error=ctx.keep_on_error,
+        machine=vm.machine.value,
     )
 
 

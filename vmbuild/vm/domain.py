@@ -69,6 +69,7 @@ class DomainSpec:
     run_as_root: bool = False  # static DAC seclabel +0:+0 (see module docstring)
     extra_disks: tuple[Path, ...] = ()
     description: str = ""
+    machine: str = "pc"  # pc (i440fx) or q35; devices sit on the root bus of either
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,7 +113,7 @@ def domain_xml(spec: DomainSpec) -> str:
     _sub(root, "vcpu", str(spec.vcpus))
 
     os_el = _sub(root, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=spec.machine)
     if spec.uefi:
         _sub(os_el, "loader", str(spec.uefi.loader), readonly="yes", type="pflash")
         _sub(os_el, "nvram", str(spec.uefi.nvram), template=str(spec.uefi.template))

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ class VMSpec:
     extra_user_data_source: str = "user_data"
     keep_on_error: bool = False
     extra_disks: tuple[Path, ...] = field(default_factory=tuple)
+    machine: str = "pc"  # pc | q35
 
 
 def domain_name(build_id: str, role: str) -> str:
@@ -569,7 +570,8 @@ def launch(spec: VMSpec) -> Iterator[Machine]:
 
         def make_xml() -> tuple[str, UserNetwork | LibvirtNetwork]:
             network: UserNetwork | LibvirtNetwork = (
-                UserNetwork.with_ssh(free_port(), mac=mac) if user_mode
+                replace(UserNetwork.with_ssh(free_port(), mac=mac),
+                        pci_bus="pcie.0" if spec.machine == "q35" else "pci.0") if user_mode
                 else LibvirtNetwork(net_config["name"], mac)
             )  # fmt: skip
             dspec = DomainSpec(
@@ -577,6 +579,7 @@ def launch(spec: VMSpec) -> Iterator[Machine]:
                 seed=seed, memory_mib=spec.memory_mib, vcpus=spec.vcpus, uefi=uefi,
                 run_as_root=wants_root_seclabel(spec.uri), extra_disks=spec.extra_disks,
                 description=f"vmbuild {spec.role} VM of build {spec.build_id}",
+                machine=spec.machine,
             )  # fmt: skip
             return domain_xml(dspec), network
 

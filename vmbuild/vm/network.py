@@ -57,6 +57,7 @@ class UserNetwork:
     mac: str
     netdev_id: str = USER_NETDEV_ID
     pci_slot: int = USER_NIC_SLOT
+    pci_bus: str = "pci.0"  # the root bus: pci.0 on the pc machine, pcie.0 on q35
 
     @classmethod
     def with_ssh(cls, host_port: int, *, mac: str | None = None) -> UserNetwork:
@@ -72,7 +73,7 @@ class UserNetwork:
         )
         device = (
             f"virtio-net-pci,netdev={self.netdev_id},mac={self.mac},"
-            f"bus=pci.0,addr={self.pci_slot:#x}"
+            f"bus={self.pci_bus},addr={self.pci_slot:#x}"
         )
         return ["-netdev", netdev, "-device", device]
 

@@ -116,3 +116,30 @@ def test_extra_disks_get_their_own_slots() -> None:
     assert targets == ["vda", "vdb", "vdc", "vdd"]
     slots = _slots(root)
     assert len(slots) == len(set(slots))
+
+
+def test_machine_type_and_root_bus_follow_the_recipe(tmp_path: Path) -> None:
+    """q35 puts the machine type in the XML and the user-mode NIC on pcie.0; libvirt and
+    QEMU accept the domain (started on a blank disk, then destroyed)."""
+    import libvirt
+
+    from vmbuild import disk
+
+    assert _parse(_spec()).find("os/type").get("machine") == "pc"
+    image = disk.create(tmp_path / "blank.qcow2", "64M")
+    network = UserNetwork.with_ssh(0, mac="52:54:00:12:34:57")
+    network = UserNetwork(network.forwards, network.mac, pci_bus="pcie.0")
+    spec = _spec(name=f"vmbuild-unit-q35-{tmp_path.name[-8:]}", machine="q35", disk=image,
+                 seed=None, network=network, console_log=tmp_path / "console.log",
+                 memory_mib=256, vcpus=1)  # fmt: skip
+    root = _parse(spec)
+    assert root.find("os/type").get("machine") == "q35"
+    args = [a.get("value") for a in root.iter(f"{Q}arg")]
+    assert any("bus=pcie.0" in a for a in args)
+    conn = libvirt.open("qemu:///system")
+    try:
+        domain = conn.createXML(domain_xml(spec), 0)
+        assert "q35" in domain.XMLDesc()
+        domain.destroy()
+    finally:
+        conn.close()
