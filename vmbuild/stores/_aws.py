@@ -79,6 +79,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, transient) or error_code(exc) in TRANSIENT_CODES
 
 
+def call(store: Any, fn: Any, *, bucket: str | None = None, **kwargs: Any) -> Any:
+    """Call a boto3 operation for `store`. Transient errors propagate as they are (the
+    store's retry loop handles them); anything else becomes a vmbuild error naming the
+    store and field."""
+    try:
+        return fn(**kwargs)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise translate(exc, store, endpoint_field="endpoint_url", bucket=bucket) from None
+
+
 def translate(
     exc: BaseException, store: Any, *, endpoint_field: str, bucket: str | None = None
 ) -> VmbuildError:

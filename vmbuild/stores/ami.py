@@ -134,12 +134,7 @@ class AmiStore(Store):
         return self._staging
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except Exception as exc:
-            if _aws.is_transient(exc):
-                raise
-            raise _aws.translate(exc, self, endpoint_field="endpoint_url") from None
+        return _aws.call(self, fn, **kwargs)
 
     # -- store hooks ---------------------------------------------------------------------
     def select(self, files: Any) -> list[LocalFile]:

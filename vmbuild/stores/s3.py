@@ -65,14 +65,7 @@ class S3Store(Store):
         return self._client
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except Exception as exc:
-            if _aws.is_transient(exc):
-                raise
-            raise _aws.translate(
-                exc, self, endpoint_field="endpoint_url", bucket=self.bucket
-            ) from None
+        return _aws.call(self, fn, bucket=self.bucket, **kwargs)
 
     def items(self, files: list[LocalFile], image: ImageRef) -> list[Item]:
         self.prefix = self.render("prefix", "", image)
