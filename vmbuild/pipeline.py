@@ -9,6 +9,7 @@ the others.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -66,7 +67,7 @@ def run_stages(stages: Sequence[Stage], ctx: Any, *, timings: dict[str, float]) 
     with interruptible(), contextlib.ExitStack() as stack:
         try:
             for stage in stages:
-                stack.callback(safe_cleanup, stage.name, lambda s=stage: s.cleanup(ctx))
+                stack.callback(safe_cleanup, stage.name, functools.partial(stage.cleanup, ctx))
                 start = time.monotonic()
                 try:
                     with events.stage(stage.name, stage.title or stage.name):

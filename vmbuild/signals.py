@@ -39,12 +39,12 @@ def shielded() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending: list[int] = []
+    pending: list[int] = []  # signal numbers held back
 
     def hold(signum: int, frame: FrameType | None) -> None:
         pending.append(signum)
 
-    saved: dict[int, Any] = {}
+    saved: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         saved[sig] = signal.signal(sig, hold)
     try:

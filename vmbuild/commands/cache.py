@@ -70,11 +70,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {row['key'][:16]}  {size}  used {_when(row['last_used'])}  {parent}  {vm}")
         if not rows:
             print("  (none)")
-        for kind, size in totals.items():
-            print(f"{kind:>10}: {size / 2**20:.0f} MiB")
+        for kind, total in totals.items():
+            print(f"{kind:>10}: {total / 2**20:.0f} MiB")
         return 0
     if args.kind == "warm":
-        removed, busy = [], []
+        removed: list[str] = []
+        busy: list[str] = []
         for entry in warm.entries():
             if args.keys and not any(entry.key.startswith(k) for k in args.keys):
                 continue

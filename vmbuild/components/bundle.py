@@ -92,7 +92,7 @@ def _phase_names(document: Path) -> set[str]:
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return {"build", "validate", "test"}  # let the agent report it
     phases = data.get("phases") if isinstance(data, dict) else None
-    return {p.get("name") for p in phases or [] if isinstance(p, dict)}
+    return {str(p.get("name")) for p in phases or [] if isinstance(p, dict)}
 
 
 def _phase_parameters_file(phase: str) -> str:

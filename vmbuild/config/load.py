@@ -365,7 +365,7 @@ class _Checker:
             from vmbuild.stores import registry
         except ImportError:
             return
-        cls = registry().get(item.get("type"))
+        cls = registry().get(str(item.get("type")))
         for field in getattr(cls, "LOCAL_PATHS", ()):
             if isinstance(item.get(field), str) and not item[field].startswith("~"):
                 item[field] = str(self.resolve(item[field]))

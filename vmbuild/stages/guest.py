@@ -111,6 +111,7 @@ class RunningVM:
 def push_payload(ctx: BuildContext, session: Session) -> None:
     """Copy the agent and the staged component documents into the guest."""
     session.run(f"rm -rf {REMOTE_ROOT} && mkdir -p {REMOTE_ROOT}", check=True, timeout=60)
+    assert ctx.agent is not None
     session.put(ctx.agent, f"{REMOTE_ROOT}/vmbuild-agent.pyz", mode=0o644)
     count = session.put_tree(ctx.bundle.root, f"{REMOTE_ROOT}/bundle")
     events.info(f"pushed the agent and {count} component file(s) to {REMOTE_ROOT}")
