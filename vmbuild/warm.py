@@ -34,7 +34,7 @@ import shutil
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,8 +314,11 @@ def retarget_xml(xml: str, *, name: str, disk_path: Path, seed: Path, console_lo
     return ET.tostring(root_el, encoding="unicode")
 
 
-def _restore_domain(ctx: BuildContext, entry: Entry, overlay: Path) -> tuple[Any, Any, int]:
-    """Restore a per-build copy of the state; returns (conn, domain, ssh port)."""
+def _restore_domain(
+    ctx: BuildContext, entry: Entry, overlay: Path
+) -> tuple[Any, Any, int, Callable[[int], str]]:
+    """Restore a per-build copy of the state; returns (conn, domain, ssh port, and the
+    domain XML for a given port, which a later power-cycle reboot starts afresh)."""
     import libvirt
 
     image = savefile.read(entry.path / "state.sav")
@@ -326,17 +329,20 @@ def _restore_domain(ctx: BuildContext, entry: Entry, overlay: Path) -> tuple[Any
         shutil.copyfile(entry.path / "nvram.fd", nvram)
     conn = connect(ctx.recipe.vm.uri)
     copy = ctx.tmp / "state.sav"
+
+    def xml_for(port: int) -> str:
+        return retarget_xml(image.xml, name=name, disk_path=overlay,
+                            seed=entry.path / "seed.iso",
+                            console_log=ctx.logs / "console-build.log",
+                            port=port, nvram=nvram)  # fmt: skip
+
     try:
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             port = free_port()
-            xml = retarget_xml(image.xml, name=name, disk_path=overlay,
-                               seed=entry.path / "seed.iso",
-                               console_log=ctx.logs / "console-build.log",
-                               port=port, nvram=nvram)  # fmt: skip
-            savefile.write(image, xml, copy)
+            savefile.write(image, xml_for(port), copy)
             try:
                 conn.restore(str(copy))
-                return conn, conn.lookupByName(name), port
+                return conn, conn.lookupByName(name), port, xml_for
             except libvirt.libvirtError as exc:
                 if is_port_clash(str(exc)) and attempt < RESTORE_ATTEMPTS:
                     continue
@@ -387,7 +393,7 @@ def _restore(ctx: BuildContext, entry: Entry, stack: contextlib.ExitStack) -> Ru
     overlay = ctx.overlay
     overlay.unlink(missing_ok=True)
     disk.overlay(entry.path / "disk.qcow2", overlay)
-    conn, domain, port = _restore_domain(ctx, entry, overlay)
+    conn, domain, port, xml_for = _restore_domain(ctx, entry, overlay)
     stack.callback(conn.close)
     name = domain.name()
     held: dict[str, RunningVM] = {}
@@ -402,6 +408,16 @@ def _restore(ctx: BuildContext, entry: Entry, stack: contextlib.ExitStack) -> Ru
 
     stack.push(destroy_unless_kept)
     held["vm"] = _adopt(ctx, entry, conn, domain, port, overlay, stack)
+    machine = held["vm"].machine
+    mac = entry.meta()["mac"]
+
+    def fresh_xml() -> tuple[str, UserNetwork]:
+        new_port = free_port()
+        return xml_for(new_port), UserNetwork((Forward(new_port, SSH_PORT),), mac)
+
+    # A reboot inside a restored QEMU stalls for minutes under TCG (soft lockups in
+    # clear_page); a power cycle boots the same disk in a fresh QEMU, as for cold VMs.
+    machine.enable_power_cycle(xml_for(port), fresh_xml)
     return held["vm"]
 
 
