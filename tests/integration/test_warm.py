@@ -60,6 +60,15 @@ def recipe(base_image, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def quick_recipe(base_image, tmp_path_factory):
+    """Same VM shape (so the same warm state), without the reboots: for the tests that
+    only need builds to restore, not to reboot."""
+    folder = tmp_path_factory.mktemp("warm-quick")
+    marker = {"path": str(DATA / "marker.yml"), "parameters": {"greeting": GREETING}}
+    return write_recipe(folder, "warm", base_image, [marker])
+
+
+@pytest.fixture(scope="module")
 def warm_and_cold(recipe, warm_cache):
     """The same recipe built cold (no test phase) and warm (test phase on: it boots cold)."""
     cold = run_build(load_recipe(recipe), BuildOptions(warm=False, test=False))
@@ -114,9 +123,9 @@ def test_warm_image_holds_nothing_a_cold_build_would_not(warm_and_cold):
                 assert warm_pub not in fs.read(path)
 
 
-def test_two_builds_restore_one_state_at_once(recipe, warm_and_cold, warm_cache):
+def test_two_builds_restore_one_state_at_once(quick_recipe, warm_and_cold, warm_cache):
     env = {**os.environ, "VMBUILD_CACHE": str(warm_cache)}
-    command = [sys.executable, "-m", "vmbuild.cli", "--json", "run", "--no-test", str(recipe)]
+    command = [sys.executable, "-m", "vmbuild.cli", "--json", "run", "--no-test", str(quick_recipe)]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=env) for _ in range(2)]  # fmt: skip
     results = [p.communicate(timeout=1800) for p in procs]
@@ -136,7 +145,7 @@ def test_two_builds_restore_one_state_at_once(recipe, warm_and_cold, warm_cache)
         assert domains_of(build_dir) == []
 
 
-def test_corrupt_state_falls_back_and_is_made_again(recipe, warm_and_cold):
+def test_corrupt_state_falls_back_and_is_made_again(quick_recipe, warm_and_cold):
     entry = warm.entries()[0]
     state = entry.path / "state.sav"
     offset = savefile.read(state).stream_offset
@@ -144,7 +153,7 @@ def test_corrupt_state_falls_back_and_is_made_again(recipe, warm_and_cold):
         fh.seek(offset)
         fh.write(os.urandom(4096))
     created_before = entry.meta()["created"]
-    ctx = run_build(load_recipe(recipe), BuildOptions(warm=True, test=False))
+    ctx = run_build(load_recipe(quick_recipe), BuildOptions(warm=True, test=False))
     facts = manifest(ctx.build_dir)["warm"]
     assert facts["fallback"] is True and facts["created"] is True
     assert entry.meta()["created"] > created_before
