@@ -27,6 +27,7 @@ off builds cold; the warm key is replaced before the build runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -239,9 +240,9 @@ def create(ctx: BuildContext, key: str, fields: dict[str, Any]) -> Entry:
             disk.resize(live, ctx.recipe.vm.disk_size)
         warm_key = generate_keypair(work / "id_ed25519", comment="vmbuild-warm")
         spec = vm_spec(ctx, "warm", live)
-        spec = type(spec)(**{**spec.__dict__, "build_key": warm_key, "workdir": work / "vm",
-                             "console_log": ctx.logs / "console-warm.log",
-                             "keep_on_error": False})  # fmt: skip
+        spec = dataclasses.replace(spec, build_key=warm_key, workdir=work / "vm",
+                                   console_log=ctx.logs / "console-warm.log",
+                                   keep_on_error=False)  # fmt: skip
         start = time.monotonic()
         with launch(spec) as machine:
             session = machine.wait_ready(ready_timeouts(ctx))
