@@ -15,7 +15,26 @@ from vmbuild_agent.errors import StepFailed
 from vmbuild_agent.expressions import has_placeholder
 
 REGISTRY: dict[str, type[Action]] = {}
-_FAMILIES = ("execute", "files", "permissions", "web", "s3", "system", "assertion")
+# Which module defines each action, so a run imports only the families its steps use
+# (every import costs under TCG). A unit test keeps this in step with the modules.
+FAMILY_OF: dict[str, str] = {
+    **dict.fromkeys(("ExecuteBash", "ExecuteBinary", "ExecuteDocument"), "execute"),
+    **dict.fromkeys(
+        ("CreateFile", "AppendFile", "CopyFile", "CopyFolder", "MoveFile", "MoveFolder",
+         "DeleteFile", "DeleteFolder", "CreateFolder", "CreateSymlink", "ListFiles",
+         "ReadFile", "SetFileEncoding"),
+        "files",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ("SetFileOwner", "SetFolderOwner", "SetFilePermissions", "SetFolderPermissions"),
+        "permissions",
+    ),
+    "WebDownload": "web",
+    **dict.fromkeys(("S3Download", "S3Upload"), "s3"),
+    **dict.fromkeys(("UpdateOS", "Reboot"), "system"),
+    "Assert": "assertion",
+}
+_FAMILIES = tuple(dict.fromkeys(FAMILY_OF.values()))
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 
@@ -42,7 +61,12 @@ def load_all() -> dict[str, type[Action]]:
 
 
 def get(name: str) -> type[Action] | None:
-    return load_all().get(name)
+    """The action class called `name` (None if there is none), importing its module."""
+    family = FAMILY_OF.get(name)
+    if family is None:
+        return None
+    importlib.import_module(f"vmbuild_agent.actions.{family}")
+    return REGISTRY.get(name)
 
 
 def _type_problem(key: str, value: Any, spec: Field) -> str | None:
