@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import logging
-import os
 import select
 import shlex
 import socket
 import stat
+import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, Protocol
@@ -91,34 +92,64 @@ class RunResult(NamedTuple):
     stderr: str
 
 
-def read_banner(host: str, port: int, *, timeout: float = 5.0) -> bytes | None:
-    """The SSH identification line if sshd answers on host:port, else None.
+def open_banner(
+    host: str, port: int, *, timeout: float = 5.0
+) -> tuple[socket.socket, bytes] | None:
+    """A connected socket and the SSH identification line if sshd answers on host:port,
+    else None. The line is only peeked at, so the socket can carry the SSH session
+    (`Session.wait(sock=...)`): the guest's sshd forks for one connection, not two.
 
     A TCP connect alone proves nothing under user-mode networking: QEMU accepts
     on the forwarded port before the guest's sshd runs, then drops the connection.
     """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            data = sock.recv(256)
+        sock = socket.create_connection((host, port), timeout=timeout)
     except OSError:
         return None
-    return data if data.startswith(b"SSH-") else None
+    try:
+        sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        data = b""
+        while b"\n" not in data and len(data) < 256 and time.monotonic() < deadline:
+            peeked = sock.recv(256, socket.MSG_PEEK)
+            if len(peeked) == len(data):  # closed, or nothing new yet
+                if not peeked:
+                    break
+                time.sleep(0.01)
+            data = peeked
+    except OSError:
+        data = b""
+    if data.startswith(b"SSH-"):
+        return sock, data
+    sock.close()
+    return None
+
+
+def read_banner(host: str, port: int, *, timeout: float = 5.0) -> bytes | None:
+    """The SSH identification line if sshd answers on host:port, else None."""
+    opened = open_banner(host, port, timeout=timeout)
+    if opened is None:
+        return None
+    sock, data = opened
+    sock.close()
+    return data
 
 
 def wait_for_banner(
     host: str, port: int, *, timeout: float, check: Callable[[], None] | None = None
-) -> None:
-    """Wait until sshd answers on host:port; raises SSHTimeout."""
+) -> socket.socket:
+    """Wait until sshd answers on host:port; returns that connection (for `Session.wait`)
+    or raises SSHTimeout."""
     deadline = time.monotonic() + timeout
     while True:
         if check:
             check()
-        if read_banner(host, port, timeout=min(5.0, max(0.5, deadline - time.monotonic()))):
-            return
+        opened = open_banner(host, port, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+        if opened is not None:
+            return opened[0]
         if time.monotonic() >= deadline:
             raise SSHTimeout(f"sshd did not answer on {host}:{port} within {timeout:.0f}s")
-        time.sleep(1.0)
+        time.sleep(0.25)
 
 
 class _LineSplitter:
@@ -148,6 +179,17 @@ class _LineSplitter:
         return "".join(self.chunks)
 
 
+class _ChannelWriter:
+    """The write() end tarfile's stream mode needs, onto an SSH channel's stdin."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+
+    def write(self, data: bytes) -> int:
+        self.chan.sendall(data)
+        return len(data)
+
+
 class Session:
     """A logged-in SSH connection to a guest."""
 
@@ -159,7 +201,9 @@ class Session:
     # -- connecting ---------------------------------------------------------
 
     @staticmethod
-    def _open(target: Target, timeout: float) -> paramiko.SSHClient:
+    def _open(
+        target: Target, timeout: float, sock: socket.socket | None = None
+    ) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         client.set_log_channel(_TRANSPORT_LOG)
         client.get_host_keys().load(str(target.known_hosts))
@@ -169,7 +213,7 @@ class Session:
                 target.host, target.port, username=target.user,
                 pkey=paramiko.PKey.from_path(target.key), timeout=timeout,
                 banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
-                allow_agent=False, look_for_keys=False,
+                allow_agent=False, look_for_keys=False, sock=sock,
             )  # fmt: skip
         except paramiko.BadHostKeyException as exc:
             client.close()
@@ -200,26 +244,40 @@ class Session:
         return client
 
     @classmethod
-    def connect(cls, target: Target, *, timeout: float = 20.0) -> Session:
-        """One attempt to log in; raises HostKeyMismatch or SSHError."""
-        return cls(target, cls._open(target, timeout))
+    def connect(
+        cls, target: Target, *, timeout: float = 20.0, sock: socket.socket | None = None
+    ) -> Session:
+        """One attempt to log in (over `sock` if given); raises HostKeyMismatch or SSHError."""
+        return cls(target, cls._open(target, timeout, sock))
 
     @classmethod
     def wait(
-        cls, target: Target, *, timeout: float, check: Callable[[], None] | None = None
+        cls,
+        target: Target,
+        *,
+        timeout: float,
+        check: Callable[[], None] | None = None,
+        sock: socket.socket | None = None,
     ) -> Session:
-        """Log in, retrying until `timeout`; `check` raises if the guest died meanwhile."""
+        """Log in, retrying until `timeout`; `check` raises if the guest died meanwhile.
+        `sock`, a connection from `wait_for_banner`, serves the first attempt."""
         deadline = time.monotonic() + timeout
         last: SSHError | None = None
         while True:
             if check:
                 check()
             remaining = deadline - time.monotonic()
-            if read_banner(target.host, target.port, timeout=max(1.0, min(10.0, remaining))):
+            if sock is None:
+                opened = open_banner(target.host, target.port,
+                                     timeout=max(1.0, min(10.0, remaining)))  # fmt: skip
+                sock = opened[0] if opened else None
+            if sock is not None:
                 try:
-                    return cls.connect(target, timeout=max(5.0, min(30.0, remaining)))
+                    return cls.connect(target, timeout=max(5.0, min(30.0, remaining)), sock=sock)
                 except SSHError as exc:  # HostKeyMismatch too: retried, never accepted
                     last = exc
+                finally:
+                    sock = None
             else:
                 last = SSHError(f"sshd does not answer on {target.host}:{target.port} yet")
             if time.monotonic() >= deadline:
@@ -230,7 +288,7 @@ class Session:
                 if last is not None:
                     message += f" (last error: {last.message})"
                 raise SSHTimeout(message, hint=last.hint if last else None)
-            time.sleep(2.0)
+            time.sleep(0.5)
 
     def __enter__(self) -> Session:
         return self
@@ -285,26 +343,50 @@ class Session:
         `timeout` seconds the command's channel is closed and SSHTimeout raised.
         With `check`, a non-zero exit raises SSHError carrying the stderr tail.
         """
+        out = _LineSplitter("stdout", stream)
+        err = _LineSplitter("stderr", stream)
+        data = input.encode() if isinstance(input, str) else input
+        send = None if data is None else (lambda chan: chan.sendall(data))
+        code = self._exec(cmd, send=send, stdout=out.feed, stderr=err.feed, timeout=timeout,
+                          get_pty=get_pty)  # fmt: skip
+        out.feed(b"", final=True)
+        err.feed(b"", final=True)
+        result = RunResult(code, out.text(), err.text())
+        if check and code != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise SSHError(f"guest command failed (exit {code}): {cmd}\n{tail}".rstrip())
+        return result
+
+    def _exec(
+        self,
+        cmd: str,
+        *,
+        send: Callable[[paramiko.Channel], None] | None,
+        stdout: Callable[[bytes], None],
+        stderr: Callable[[bytes], None],
+        timeout: float | None,
+        get_pty: bool = False,
+    ) -> int:
+        """Run `cmd` on a new channel: `send(chan)` writes its standard input, then the
+        output goes to the callbacks as it arrives; returns the exit status."""
         try:
             chan = self.transport.open_session()
         except paramiko.SSHException as exc:
             raise ConnectionLost(f"cannot open an SSH channel: {exc}") from exc
-        out = _LineSplitter("stdout", stream)
-        err = _LineSplitter("stderr", stream)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             if get_pty:
                 chan.get_pty()
             chan.exec_command(cmd)
-            if input is not None:
-                chan.sendall(input.encode() if isinstance(input, str) else input)
+            if send is not None:
+                send(chan)
             chan.shutdown_write()
             while True:
                 if chan.recv_ready():
-                    out.feed(chan.recv(65536))
+                    stdout(chan.recv(65536))
                     continue
                 if chan.recv_stderr_ready():
-                    err.feed(chan.recv_stderr(65536))
+                    stderr(chan.recv_stderr(65536))
                     continue
                 if chan.exit_status_ready() or chan.closed or chan.eof_received:
                     if not (chan.recv_ready() or chan.recv_stderr_ready()):
@@ -322,18 +404,11 @@ class Session:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise SSHTimeout(f"command timed out after {timeout:.0f}s: {cmd}")
                 time.sleep(0.05)
-            code = chan.recv_exit_status()
+            return chan.recv_exit_status()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise ConnectionLost(f"SSH connection failed while running {cmd}: {exc}") from exc
         finally:
             chan.close()
-        out.feed(b"", final=True)
-        err.feed(b"", final=True)
-        result = RunResult(code, out.text(), err.text())
-        if check and code != 0:
-            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
-            raise SSHError(f"guest command failed (exit {code}): {cmd}\n{tail}".rstrip())
-        return result
 
     def start(self, cmd: str) -> None:
         """Start `cmd` without waiting for it (for commands that end the connection)."""
@@ -360,34 +435,69 @@ class Session:
         self.sftp.put(str(local), remote)
         self.sftp.chmod(remote, mode if mode is not None else stat.S_IMODE(local.stat().st_mode))
 
-    def mkdir_p(self, remote: str) -> None:
-        """Create a guest folder and its parents (like `mkdir -p`)."""
-        path = PurePosixPath(remote)
-        for folder in [*reversed(path.parents), path]:
-            if str(folder) in ("/", "."):
-                continue
-            try:
-                self.sftp.stat(str(folder))
-            except FileNotFoundError:
-                self.sftp.mkdir(str(folder))
+    def put_files(
+        self, files: Mapping[str, Path], remote_dir: str, *, clean: bool = False,
+        timeout: float = 600,
+    ) -> int:  # fmt: skip
+        """Copy local files into `remote_dir` under the relative names given, as one tar
+        stream through one command (SFTP costs a round trip per file and folder).
+        `clean` empties `remote_dir` first. Returns the number of files."""
+        for name in files:
+            if PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+                raise SSHError(f"not a relative path inside the folder: {name}")
+        target = shlex.quote(remote_dir)
+        cmd = (f"rm -rf {target} && " if clean else "") + (
+            f"mkdir -p {target} && tar -x -f - -C {target} --no-same-owner"
+        )
 
-    def put_tree(self, local_dir: str | Path, remote_dir: str) -> int:
-        """Copy a folder to the guest (created if missing); returns the number of files."""
+        def send(chan: paramiko.Channel) -> None:
+            with tarfile.open(fileobj=_ChannelWriter(chan), mode="w|") as tar:
+                for name, local in sorted(files.items()):
+                    tar.add(str(local), arcname=name, recursive=False)
+
+        err = _LineSplitter("stderr", None)
+        code = self._exec(cmd, send=send, stdout=lambda _b: None, stderr=err.feed,
+                          timeout=timeout)  # fmt: skip
+        err.feed(b"", final=True)
+        if code != 0:
+            raise SSHError(f"copying {len(files)} file(s) to {remote_dir} failed "
+                           f"(exit {code}): {err.text().strip()[-800:]}")  # fmt: skip
+        return len(files)
+
+    def put_tree(self, local_dir: str | Path, remote_dir: str, *, clean: bool = False) -> int:
+        """Copy a folder's files to the guest (created if missing); returns their number."""
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
             raise SSHError(f"not a folder: {local_dir}")
-        self.mkdir_p(remote_dir)
-        count = 0
-        for root, dirs, files in os.walk(local_dir):
-            rel = Path(root).relative_to(local_dir)
-            base = remote_dir.rstrip("/") + ("" if rel == Path(".") else f"/{rel.as_posix()}")
-            for name in sorted(dirs):
-                with contextlib.suppress(OSError):  # exists already
-                    self.sftp.mkdir(f"{base}/{name}")
-            for name in sorted(files):
-                self.put(Path(root) / name, f"{base}/{name}")
-                count += 1
-        return count
+        files = {
+            path.relative_to(local_dir).as_posix(): path
+            for path in sorted(local_dir.rglob("*"))
+            if path.is_file()
+        }
+        return self.put_files(files, remote_dir, clean=clean)
+
+    def get_tree(self, remote_dir: str, local_dir: str | Path, *, timeout: float = 600) -> int:
+        """Copy a guest folder's files into `local_dir` through one `tar -c`; returns the
+        number of files (0 when the folder does not exist)."""
+        folder = shlex.quote(remote_dir)
+        cmd = f"if [ -d {folder} ]; then tar -c -f - -C {folder} .; fi"
+        chunks: list[bytes] = []
+        err = _LineSplitter("stderr", None)
+        code = self._exec(cmd, send=None, stdout=chunks.append, stderr=err.feed,
+                          timeout=timeout)  # fmt: skip
+        err.feed(b"", final=True)
+        if code != 0:
+            raise SSHError(f"copying {remote_dir} from the guest failed (exit {code}): "
+                           f"{err.text().strip()[-800:]}")  # fmt: skip
+        data = b"".join(chunks)
+        if not data:
+            return 0
+        local_dir = Path(local_dir)
+        local_dir.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
+            tar.extractall(local_dir, members=members, filter="data")
+        return sum(1 for m in members if m.isfile())
 
     def get(self, remote: str, local: str | Path) -> Path:
         """Copy a guest file to `local`, atomically."""

@@ -159,3 +159,41 @@ def test_banner_probe(sshd_server) -> None:
     from vmbuild.netutil import free_port
 
     assert read_banner("127.0.0.1", free_port(), timeout=1) is None
+
+
+def test_put_files_clean_and_get_tree(session: Session, sftp_dir: Path, tmp_path: Path) -> None:
+    """One tar stream each way, against the real sshd."""
+    agent = tmp_path / "agent.pyz"
+    agent.write_bytes(os.urandom(300_000))  # more than one channel window
+    doc = tmp_path / "doc.yml"
+    doc.write_text("name: x\n")
+    dest = sftp_dir / "payload"
+    (dest / "stale").mkdir(parents=True)
+    files = {"vmbuild-agent.pyz": agent, "bundle/documents/01/doc.yml": doc}
+    assert session.put_files(files, str(dest), clean=True) == 2
+    assert not (dest / "stale").exists(), "clean empties the folder first"
+    assert (dest / "vmbuild-agent.pyz").read_bytes() == agent.read_bytes()
+    assert (dest / "bundle/documents/01/doc.yml").read_text() == "name: x\n"
+
+    back = tmp_path / "back"
+    assert session.get_tree(str(dest / "bundle"), back) == 1
+    assert (back / "documents/01/doc.yml").read_text() == "name: x\n"
+    assert session.get_tree(str(dest / "missing"), tmp_path / "none") == 0
+    assert not (tmp_path / "none").exists()
+
+
+def test_put_files_refuses_paths_outside_the_folder(session: Session, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SSHError, match="relative path"):
+        session.put_files({"../escape": tmp_path / "f"}, "/tmp/x")
+
+
+def test_login_over_the_banner_probe_connection(sshd_server, pinned: Target) -> None:
+    """wait_for_banner's connection carries the session: sshd sees one connection."""
+    from vmbuild.ssh import wait_for_banner
+
+    sock = wait_for_banner(sshd_server.host, sshd_server.port, timeout=10)
+    local = sock.getsockname()
+    with Session.wait(pinned, timeout=10, sock=sock) as session:
+        assert session.transport.sock.getsockname() == local
+        assert session.run("echo ok").stdout == "ok\n"
