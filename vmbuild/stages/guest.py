@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-import stat
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from vmbuild import events
@@ -67,6 +66,40 @@ def ready_timeouts(ctx: BuildContext) -> ReadyTimeouts:
     )
 
 
+# Bash: SESSION_SSHD becomes the pid of the sshd process serving this SSH session (0 if
+# none), found by walking up the parents of this shell.
+FIND_SESSION_SSHD = """\
+pid=$$; SESSION_SSHD=0
+while [ "$pid" -gt 1 ]; do
+    read -r comm < /proc/$pid/comm
+    if [ "$comm" = sshd ]; then SESSION_SSHD=$pid; break; fi
+    read -r _ _ _ pid _ < /proc/$pid/stat
+done
+"""
+
+
+def detach_after_session(script: str, unit: str) -> str:
+    """Bash for a root shell in an SSH session: start `script` (bash) as the transient
+    systemd unit `unit`, which first waits for this SSH session to end (at most 10 s).
+
+    For what must not run under the session: removing the user it is logged in as,
+    powering off, or saving the VM with no session process left behind in its memory.
+    """
+    path = f"/run/{unit}.sh"
+    return (
+        FIND_SESSION_SSHD
+        + f"cat > {path} <<'VMBUILD_DETACHED'\n"
+        + "SESSION_SSHD=$1\n"
+        + 'while [ "$SESSION_SSHD" -gt 0 ] && kill -0 "$SESSION_SSHD" 2>/dev/null '
+        + '&& [ "$SECONDS" -lt 10 ]; do sleep 0.1; done\n'
+        + f"rm -f {path}\n"
+        + script
+        + ("" if script.endswith("\n") else "\n")
+        + "VMBUILD_DETACHED\n"
+        + f'systemd-run --quiet --no-block --unit={unit} bash {path} "$SESSION_SSHD"\n'
+    )
+
+
 class RunningVM:
     """A running VM and its SSH session; `stack` holds what removes the VM."""
 
@@ -109,12 +142,18 @@ class RunningVM:
 
 
 def push_payload(ctx: BuildContext, session: Session) -> None:
-    """Copy the agent and the staged component documents into the guest."""
-    session.run(f"rm -rf {REMOTE_ROOT} && mkdir -p {REMOTE_ROOT}", check=True, timeout=60)
+    """Replace the guest's REMOTE_ROOT with the agent and the staged component documents
+    (one tar stream, one command)."""
     assert ctx.agent is not None
-    session.put(ctx.agent, f"{REMOTE_ROOT}/vmbuild-agent.pyz", mode=0o644)
-    count = session.put_tree(ctx.bundle.root, f"{REMOTE_ROOT}/bundle")
-    events.info(f"pushed the agent and {count} component file(s) to {REMOTE_ROOT}")
+    bundle = ctx.bundle.root
+    files = {"vmbuild-agent.pyz": ctx.agent}
+    files.update(
+        (f"bundle/{path.relative_to(bundle).as_posix()}", path)
+        for path in sorted(bundle.rglob("*"))
+        if path.is_file()
+    )
+    session.put_files(files, REMOTE_ROOT, clean=True)
+    events.info(f"pushed the agent and {len(files) - 1} component file(s) to {REMOTE_ROOT}")
 
 
 def _failures(summary: dict[str, Any]) -> list[str]:
@@ -198,21 +237,4 @@ def _doc_name(document: Any) -> str:
 
 def fetch_logs(session: Session, local: Path) -> int:
     """Copy the agent's log folder out of the guest; returns the number of files."""
-    sftp = session.sftp
-    remote = f"{REMOTE_ROOT}/logs"
-    count = 0
-
-    def walk(rdir: str, ldir: Path) -> None:
-        nonlocal count
-        ldir.mkdir(parents=True, exist_ok=True)
-        for entry in sftp.listdir_attr(rdir):
-            rpath = str(PurePosixPath(rdir) / entry.filename)
-            if stat.S_ISDIR(entry.st_mode or 0):
-                walk(rpath, ldir / entry.filename)
-            else:
-                sftp.get(rpath, str(ldir / entry.filename))
-                count += 1
-
-    with contextlib.suppress(FileNotFoundError):
-        walk(remote, local)
-    return count
+    return session.get_tree(f"{REMOTE_ROOT}/logs", local)

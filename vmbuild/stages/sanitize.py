@@ -1,11 +1,14 @@
 """Sanitize the build VM before the snapshot, then power it off.
 
-Two steps, because the build user cannot remove itself while logged in:
-1. over SSH, a root script removes the groups the recipe keeps enabled (and always
-   vmbuild's own files), then trims the file system so the snapshot stays small;
-2. a detached root script removes authorized keys and the build user, syncs, remounts
-   every file system read-only (sysrq u) and powers off (sysrq o); vmbuild waits for
-   the domain to stop (forced after `timeouts.shutdown`).
+One SSH command runs a root script in two parts, because the build user cannot remove
+itself while logged in:
+1. in the session: remove the groups the recipe keeps enabled (and always vmbuild's own
+   files), then trim the file system so the snapshot stays small; then start part 2 as
+   a detached systemd unit (`detach_after_session`);
+2. detached: once vmbuild's SSH session has ended, remove authorized keys and
+   the build user, sync, remount every file system read-only (sysrq u), wait until the
+   root file system is read-only, and power off (sysrq o); vmbuild waits for the domain
+   to stop (forced after `timeouts.shutdown`).
 Every command's output also goes to the serial console, so it lands in the console log.
 """
 
@@ -19,7 +22,7 @@ from vmbuild.build import BuildContext
 from vmbuild.config import Sanitize as SanitizeConfig
 from vmbuild.errors import BuildError
 from vmbuild.pipeline import BaseStage
-from vmbuild.stages.guest import REMOTE_ROOT
+from vmbuild.stages.guest import REMOTE_ROOT, detach_after_session
 
 GROUPS: dict[str, str] = {
     # What `cloud-init clean --logs --seed` removes, without its ~25 s Python start under TCG.
@@ -30,7 +33,8 @@ GROUPS: dict[str, str] = {
         "rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret"
     ),
     "logs": (
-        "journalctl --rotate >/dev/null 2>&1; journalctl --vacuum-time=1s >/dev/null 2>&1; "
+        # journald moves to /run first, so no open journal file is deleted under it.
+        "journalctl --relinquish-var >/dev/null 2>&1 || journalctl --rotate >/dev/null 2>&1; "
         "rm -rf /var/log/journal/*/*; "
         "find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete; "
         "find /var/log -type f -exec truncate -s 0 {} +"
@@ -47,22 +51,28 @@ GROUPS: dict[str, str] = {
 }
 
 
-def online_script(config: SanitizeConfig) -> str:
-    """The root script run over SSH: enabled groups, extra paths, vmbuild's own files."""
+def online_script(config: SanitizeConfig, final: str) -> str:
+    """The root script run over SSH: enabled groups, extra paths, vmbuild's own files;
+    last, it starts `final` (the detached part) as a transient systemd unit."""
     lines = ["set -u", "exec > >(tee /dev/console) 2>&1", f"rm -rf {REMOTE_ROOT}"]
     for group, command in GROUPS.items():
         if getattr(config, group):
             lines.append(f"echo 'vmbuild-sanitize: {group}'; {{ {command}; }} || true")
     for path in config.extra_paths:
         lines.append(f"echo 'vmbuild-sanitize: {path}'; rm -rf -- {shlex.quote(path)}")
-    lines += ["sync", "fstrim -av 2>/dev/null || true", "echo 'vmbuild-sanitize: done'"]
+    lines += [
+        "sync",
+        "fstrim -av 2>/dev/null || true",
+        detach_after_session(final, "vmbuild-final"),
+        "echo 'vmbuild-sanitize: done'",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def final_script(config: SanitizeConfig, user: str) -> str:
     """The detached root script: the build user's access, then power-off."""
     home = f"/home/{user}"
-    lines = ["exec >/dev/console 2>&1", "sleep 1"]
+    lines = ["exec >/dev/console 2>&1"]
     if config.authorized_keys and not config.build_user:
         lines.append(f"rm -f {home}/.ssh/authorized_keys")
     if config.build_user:
@@ -75,14 +85,16 @@ def final_script(config: SanitizeConfig, user: str) -> str:
         lines.append("rm -f /root/.bash_history")
     # Nothing in the guest needs a service-by-service shutdown before a snapshot (its logs
     # are gone): sync, remount every file system read-only so the disk is clean, power
-    # off. A full `systemctl poweroff` took ~33 s under TCG; this takes about 2.
+    # off. A full `systemctl poweroff` took ~33 s under TCG; this takes about 1.
     lines += [
         "sync",
         "echo 'vmbuild-sanitize: file systems read-only, powering off'",
         "echo 1 > /proc/sys/kernel/sysrq",
         "echo s > /proc/sysrq-trigger",
         "echo u > /proc/sysrq-trigger",
-        "sleep 2",
+        # sysrq u only queues the remount; poll until / shows up read-only (at most 10 s).
+        "for _ in $(seq 100); do grep -Eq '^[^ ]+ / [^ ]+ ro[ ,]' /proc/mounts && break; "
+        "sleep 0.1; done",
         "echo o > /proc/sysrq-trigger",
         "sleep 30",
         "systemctl poweroff --force",  # only if the kernel ignored the sysrq request
@@ -98,19 +110,15 @@ class Sanitize(BaseStage):
         vm = ctx.machine
         session = vm.session
         config = ctx.recipe.sanitize
+        final = final_script(config, vm.machine.spec.user)
         result = session.run(
             "sudo -n bash -s",
-            input=online_script(config),
+            input=online_script(config, final),
             stream=lambda line, _n: events.output(line, source="sanitize"),
             timeout=600,
         )
         if result.exit_code != 0:
             raise BuildError(f"sanitize failed (exit {result.exit_code}): {result.stderr[-1500:]}")
-        user = vm.machine.spec.user
-        remote = "/run/vmbuild-final.sh"
-        session.run(f"sudo -n tee {remote} >/dev/null", input=final_script(config, user),
-                    check=True, timeout=60)  # fmt: skip
-        session.start(f"sudo -n systemd-run --no-block --unit=vmbuild-final bash {remote}")
         vm.close_session()
         self._wait_poweroff(ctx)
 
@@ -123,6 +131,6 @@ class Sanitize(BaseStage):
                 events.info("build VM powered off cleanly")
                 ctx.facts["clean_shutdown"] = True
                 return
-            time.sleep(0.5)
+            time.sleep(0.2)
         events.warn(f"the build VM did not power off within {limit:.0f}s; forcing it")
         ctx.facts["clean_shutdown"] = machine.shutdown(30)
