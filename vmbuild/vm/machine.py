@@ -8,7 +8,7 @@ to keep a failed VM. `remove_leftovers()` clears domains a killed process left.
 
 Readiness is three stages, each with its own timeout (scaled for TCG) and a
 `BuildError` naming the stage plus the console tail: sshd answers (SSH banner),
-SSH login (build key, pinned host key), `cloud-init status --wait`. Throughout,
+SSH login (build key, pinned host key), cloud-init done (vm/cloudinit.py). Throughout,
 the domain is watched: QEMU exiting or a kernel panic on the console fails at once.
 
 `Machine.reboot()` power-cycles (clean power-off, then a fresh QEMU from the same
@@ -49,6 +49,7 @@ from vmbuild.ssh import (
     wait_for_banner,
 )
 from vmbuild.vm import accel as accel_mod
+from vmbuild.vm import cloudinit
 from vmbuild.vm.accel import Accelerator
 from vmbuild.vm.domain import DomainSpec, Uefi, domain_xml, wants_root_seclabel
 from vmbuild.vm.network import (
@@ -289,14 +290,14 @@ class Machine:
             banner = self.scale(t.banner)
             self._wait_address(banner)
             try:
-                wait_for_banner(self.ssh_host, self.ssh_port, timeout=banner,
-                                check=self.check_alive)  # fmt: skip
+                sock = wait_for_banner(self.ssh_host, self.ssh_port, timeout=banner,
+                                       check=self.check_alive)  # fmt: skip
             except SSHTimeout as exc:
                 raise self.failure(f"timed out waiting for sshd: {exc.message}") from exc
             events.info(f"{self.name}: sshd answers after {time.monotonic() - start:.1f}s")
             try:
                 session = Session.wait(self.target(), timeout=self.scale(t.login),
-                                       check=self.check_alive)  # fmt: skip
+                                       check=self.check_alive, sock=sock)  # fmt: skip
             except SSHTimeout as exc:
                 raise self.failure(f"timed out logging in over SSH: {exc.message}") from exc
             self.ssh_seconds = time.monotonic() - start
@@ -323,7 +324,7 @@ class Machine:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:
-            result = session.run("cloud-init status --wait --long", timeout=timeout)
+            result = session.run("sh -s", input=cloudinit.WAIT_SCRIPT, timeout=timeout)
         except SSHTimeout as exc:
             raise self.failure(f"timed out after {timeout:.0f}s waiting for cloud-init") from exc
         except SSHError as exc:
@@ -332,11 +333,17 @@ class Machine:
         finally:
             stop.set()
             watcher.join()
-        status = (result.stdout + result.stderr).strip()
-        if result.exit_code == 2:  # newer cloud-init: done, with recoverable errors
-            events.warn(f"{self.name}: cloud-init finished with warnings:\n{status}")
-        elif result.exit_code != 0:
-            raise self.failure(f"cloud-init failed (exit {result.exit_code}):\n{status}")
+        try:
+            outcome = cloudinit.parse_result(result.stdout)
+        except ValueError as exc:
+            raise self.failure(f"cloud-init: {exc} {result.stderr.strip()}") from exc
+        if outcome.errors:
+            raise self.failure("cloud-init failed:\n  " + "\n  ".join(outcome.errors))
+        if outcome.warnings:
+            events.warn(f"{self.name}: cloud-init finished with warnings:\n  "
+                        + "\n  ".join(outcome.warnings))  # fmt: skip
+        if outcome.state != "done":
+            events.info(f"{self.name}: cloud-init is {outcome.state} in this image")
 
     def session(self, *, timeout: float = 30.0) -> Session:
         """A new login to a VM that is ready (retries for `timeout` seconds)."""
@@ -378,10 +385,11 @@ class Machine:
             time.sleep(0.5)
         self._recreate()
         try:
-            wait_for_banner(
+            sock = wait_for_banner(
                 self.ssh_host, self.ssh_port, timeout=self.scale(timeout), check=self.check_alive
             )
-            fresh = Session.wait(self.target(), timeout=self.scale(60.0), check=self.check_alive)
+            fresh = Session.wait(self.target(), timeout=self.scale(60.0), check=self.check_alive,
+                                 sock=sock)  # fmt: skip
         except SSHTimeout as exc:
             raise self.failure(f"no SSH after the reboot: {exc.message}") from exc
         if fresh.boot_id() == old:
