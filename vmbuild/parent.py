@@ -7,8 +7,10 @@ a download that fails or does not match leaves nothing in the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from vmbuild import events
 from vmbuild.errors import BuildError, InputError
-from vmbuild.fsutil import atomic_path, sha256_file
+from vmbuild.fsutil import atomic_path, cache_key, sha256_file, write_json
 from vmbuild.paths import cache_dir
 
 
@@ -80,6 +82,32 @@ def from_build(folder: Path) -> Path:
     return image
 
 
+RACY_SECONDS = 3.0
+
+
+def known_sha256(image: Path) -> str:
+    """The sha256 of `image`, read again only when the file changed.
+
+    Hashing a multi-GiB parent costs seconds on every build; the digest is remembered
+    in the cache under the file's identity (device, inode, size, mtime in ns), which any
+    write or replacement of the file changes. A file modified in the last few seconds
+    is not remembered (a rewrite within the clock's granularity would keep its mtime).
+    """
+    st = image.stat()
+    identity = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    entry = cache_dir("digests") / f"{cache_key(str(image.resolve()))}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        known = json.loads(entry.read_text())
+        if known["identity"] == identity:
+            return str(known["sha256"])
+    digest = sha256_file(image)
+    if time.time() - st.st_mtime < RACY_SECONDS:
+        return digest
+    with contextlib.suppress(OSError):
+        write_json(entry, {"path": str(image.resolve()), "identity": identity, "sha256": digest})
+    return digest
+
+
 def resolve(
     *,
     path: Path | None = None,
@@ -106,5 +134,5 @@ def resolve(
         image, source = from_build(build), {"build": str(build)}
     else:
         raise InputError("parent: one of path, url, bootstrap or build is required")
-    digest = sha256 if url is not None and sha256 else sha256_file(image)
+    digest = sha256 if url is not None and sha256 else known_sha256(image)
     return ResolvedParent(image.resolve(), digest.lower().removeprefix("sha256:"), source)

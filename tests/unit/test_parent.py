@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,23 @@ def test_build_folder_parent(tmp_path: Path):
     resolved = parent.resolve(build=build)
     assert resolved.path == (build / "image.qcow2").resolve()
     assert resolved.sha256 == hashlib.sha256(b"x").hexdigest()
+
+
+def test_path_digest_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch):
+    image = tmp_path / "disk.qcow2"
+    image.write_bytes(b"one" * 1000)
+    assert parent.resolve(path=image).sha256, "a file written just now..."
+    assert not list((tmp_path / "cache" / "digests").glob("*.json")), "...is not remembered"
+    os.utime(image, (time.time() - 60, time.time() - 60))
+    first = parent.resolve(path=image).sha256
+    assert first == hashlib.sha256(b"one" * 1000).hexdigest()
+
+    hashed: list[Path] = []
+    real = parent.sha256_file
+    monkeypatch.setattr(parent, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert parent.resolve(path=image).sha256 == first
+    assert hashed == [], "an unchanged file is not read again"
+
+    image.write_bytes(b"two" * 1000)  # same size, new content and mtime
+    assert parent.resolve(path=image).sha256 == hashlib.sha256(b"two" * 1000).hexdigest()
+    assert hashed == [image]
