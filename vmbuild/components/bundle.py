@@ -2,10 +2,11 @@
 
 Each component gets `documents/NN/` (recipe order, so names never clash) holding its
 document and every document it runs through `ExecuteDocument` with a relative path,
-laid out as on the host so those paths still resolve, and `parameters/NN.json`, the
-agent's `--parameters-file` (JSON, so values may hold any character). `parameters.json`
-lists each component with the sha256 of every staged file (for the manifest) and its
-parameters. The folder appears complete or not at all.
+laid out as on the host so those paths still resolve. `parameters/<phase>.json` is the
+agent's `--parameters-file` for one phase (JSON, so values may hold any character),
+keyed by document path. `parameters.json` lists each component with the sha256 of every
+staged file (for the manifest) and its parameters. The folder appears complete or not
+at all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from vmbuild.errors import BuildError
 from vmbuild.fsutil import fsync_dir, sha256_file
 
 PARAMETERS_FILE = "parameters.json"
-PHASES = ("build", "validate", "test")
+PHASES = frozenset({"build", "validate", "test"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class StagedDocument:
     sha256: str
     parameters: dict[str, str]
     files: dict[str, str] = field(default_factory=dict)  # every staged file -> sha256
+    name: str = ""  # the document's `name` (what the agent reports steps under)
+    phases: frozenset[str] = PHASES  # the phases the document has
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,20 +59,6 @@ class Bundle:
         """What the build manifest records about the components."""
         return [d.to_dict() for d in self.documents]
 
-    def agent_arguments(self, remote_root: str) -> list[list[str]]:
-        """Per document, the agent's `--documents`/`--parameters` with the bundle at `remote_root`.
-
-        Documents run one agent invocation each, because parameters belong to one document.
-        """
-        root = remote_root.rstrip("/")
-        argv = []
-        for index, doc in enumerate(self.documents, start=1):
-            args = ["--documents", f"{root}/{doc.file}"]
-            if doc.parameters:
-                args += ["--parameters-file", f"{root}/{_parameters_file(index)}"]
-            argv.append(args)
-        return argv
-
     def phase_arguments(self, phase: str) -> list[str] | None:
         """The agent's `--documents`/`--parameters-file` to run `phase` of every document
         that has it, in one invocation from the bundle's root; None if none has it.
@@ -77,7 +66,7 @@ class Bundle:
         Paths are relative to the bundle root (the agent runs there), and
         `parameters/<phase>.json` keys each document's parameters by that path.
         """
-        docs = [d for d in self.documents if phase in _phase_names(self.root / d.file)]
+        docs = [d for d in self.documents if phase in d.phases]
         if not docs:
             return None
         args = ["--documents", ",".join(d.file for d in docs)]
@@ -86,21 +75,22 @@ class Bundle:
         return args
 
 
-def _phase_names(document: Path) -> set[str]:
+def _name_and_phases(document: Path) -> tuple[str, frozenset[str]]:
+    """A document's `name` and phase names; all phases when unreadable (the agent's
+    validator reports the problem)."""
     try:
         data = yaml.safe_load(document.read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {"build", "validate", "test"}  # let the agent report it
-    phases = data.get("phases") if isinstance(data, dict) else None
-    return {str(p.get("name")) for p in phases or [] if isinstance(p, dict)}
+        return "", PHASES
+    if not isinstance(data, dict):
+        return "", PHASES
+    phases = data.get("phases")
+    names = frozenset(str(p.get("name")) for p in phases or [] if isinstance(p, dict))
+    return str(data.get("name") or ""), names
 
 
 def _phase_parameters_file(phase: str) -> str:
     return f"parameters/{phase}.json"
-
-
-def _parameters_file(index: int) -> str:
-    return f"parameters/{index:02d}.json"
 
 
 def nested_documents(document: Path) -> list[Path]:
@@ -152,7 +142,9 @@ def _stage_one(component: Component, folder: Path, prefix: str) -> StagedDocumen
         shutil.copyfile(document, folder / relative)
         files[f"{prefix}/{relative}"] = sha256_file(folder / relative)
     top = f"{prefix}/{documents[0].relative_to(common).as_posix()}"
-    return StagedDocument(top, component.path, files[top], dict(component.parameters), files)
+    name, phases = _name_and_phases(folder / documents[0].relative_to(common))
+    return StagedDocument(top, component.path, files[top], dict(component.parameters), files,
+                          name, phases)  # fmt: skip
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -176,12 +168,10 @@ def stage(components: Iterable[Component], dest: Path) -> Bundle:
         for i, component in enumerate(components, start=1):
             prefix = f"documents/{i:02d}"
             staged.append(_stage_one(component, tmp / prefix, prefix))
-            if component.parameters:
-                _write_json(tmp / _parameters_file(i), component.parameters)
         bundle_docs = tuple(staged)
         for phase in PHASES:  # keyed by path, for the documents that have the phase
             keyed = {d.file: d.parameters for d in bundle_docs
-                     if d.parameters and phase in _phase_names(tmp / d.file)}  # fmt: skip
+                     if d.parameters and phase in d.phases}  # fmt: skip
             _write_json(tmp / _phase_parameters_file(phase), keyed)
         _write_json(tmp / PARAMETERS_FILE, {"documents": [d.to_dict() for d in bundle_docs]})
         os.rename(tmp, dest)

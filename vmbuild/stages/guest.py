@@ -214,7 +214,7 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
     if result.exit_code != 0:
         failed = _failures(summary) or [result.stderr.strip()[-2000:] or "no output"]
         sources = ", ".join(str(d.source) for d in ctx.bundle.documents
-                            if any(f.startswith(f"{_doc_name(d)}/") for f in failed))  # fmt: skip
+                            if any(f.startswith(f"{d.name}/") for f in failed))  # fmt: skip
         raise BuildError(
             f"{phase} phase failed (agent exit {result.exit_code})"
             + (f" in {sources}" if sources else "")
@@ -222,17 +222,6 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
             + "\n  ".join(failed)
         )
     return summary
-
-
-def _doc_name(document: Any) -> str:
-    """The `name` inside a staged document (what the agent's summary reports)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(document.source).read_text())
-        return str(data.get("name"))
-    except (OSError, yaml.YAMLError, AttributeError):
-        return ""
 
 
 def fetch_logs(session: Session, local: Path) -> int:

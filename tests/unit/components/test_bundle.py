@@ -33,28 +33,10 @@ def test_stage_copies_in_order_with_checksums(tmp_path: Path, documents):
         staged = bundle.root / doc.file
         assert staged.read_bytes() == component.path.read_bytes()
         assert doc.sha256 == hashlib.sha256(component.path.read_bytes()).hexdigest()
-    assert json.loads((bundle.root / "parameters" / "01.json").read_text()) == {
-        "greeting": "hi",
-        "n": "1",
-    }
-    assert not (bundle.root / "parameters" / "02.json").exists()
     params = json.loads((bundle.root / "parameters.json").read_text())
     assert params == {"documents": bundle.manifest()}
     assert params["documents"][0]["parameters"] == {"greeting": "hi", "n": "1"}
     assert params["documents"][1]["source"] == str(documents[1].path)
-
-
-def test_agent_arguments_per_document(tmp_path: Path, documents):
-    bundle = stage(documents, tmp_path / "components")
-    assert bundle.agent_arguments("/var/lib/vmbuild/components/") == [
-        [
-            "--documents",
-            "/var/lib/vmbuild/components/documents/01/setup.yml",
-            "--parameters-file",
-            "/var/lib/vmbuild/components/parameters/01.json",
-        ],
-        ["--documents", "/var/lib/vmbuild/components/documents/02/setup.yml"],
-    ]
 
 
 def test_existing_destination_refused(tmp_path: Path, documents):
@@ -102,3 +84,20 @@ phases:
     staged_top = bundle.root / doc.file
     assert (staged_top.parent / "../common/base.yml").resolve().read_text() == "name: base\n"
     assert doc.files["documents/01/web/extra.yml"] == hashlib.sha256(b"name: extra\n").hexdigest()
+
+
+def test_staged_documents_know_their_name_and_phases(tmp_path: Path):
+    """Read once when staging: the agent reports failed steps under the name."""
+    doc = tmp_path / "both.yml"
+    doc.write_text(
+        "name: tester\nschemaVersion: 1.0\nphases:\n"
+        "  - name: build\n    steps: []\n  - name: test\n    steps: []\n"
+    )
+    broken = tmp_path / "broken.yml"
+    broken.write_text("name: [unclosed\n")
+    bundle = stage([Component(doc, {}), Component(broken, {})], tmp_path / "b")
+    assert (bundle.documents[0].name, bundle.documents[0].phases) == (
+        "tester",
+        frozenset({"build", "test"}),
+    )
+    assert bundle.documents[1].phases == {"build", "validate", "test"}, "left to the agent"
