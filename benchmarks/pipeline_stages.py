@@ -362,9 +362,14 @@ def main() -> int:
     return 0 if all(r.status == "success" for r in runs) else 1
 
 
-if __name__ == "__main__":
+def run_script(main: Callable[[], int]) -> None:
+    """Exit with `main()`'s code; 130 after Ctrl-C or SIGTERM (VMs and folders are gone)."""
     try:
         sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the VMs and temporary folders are gone
+    except KeyboardInterrupt:
         log("interrupted")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_script(main)

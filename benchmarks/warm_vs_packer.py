@@ -52,6 +52,7 @@ from pipeline_stages import (
     machine_markdown,
     median,
     private_cache,
+    run_script,
     run_vmbuild,
     tool_version,
     work_folder,
@@ -482,8 +483,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the VMs and temporary folders are gone
-        log("interrupted")
-        sys.exit(130)
+    run_script(main)
