@@ -63,7 +63,7 @@ def online_script(config: SanitizeConfig, final: str) -> str:
     lines += [
         "sync",
         "fstrim -av 2>/dev/null || true",
-        detach_after_session(final, "vmbuild-final"),
+        detach_after_session(final, "vmbuild-final").rstrip("\n"),
         "echo 'vmbuild-sanitize: done'",
     ]
     return "\n".join(lines) + "\n"
@@ -72,7 +72,12 @@ def online_script(config: SanitizeConfig, final: str) -> str:
 def final_script(config: SanitizeConfig, user: str) -> str:
     """The detached root script: the build user's access, then power-off."""
     home = f"/home/{user}"
-    lines = ["exec >/dev/console 2>&1"]
+    # Each message carries the guest's uptime, so the console log shows where time went.
+    lines = [
+        "exec >/dev/console 2>&1",
+        'say() { read -r up _ < /proc/uptime; echo "vmbuild-sanitize: $* (uptime ${up}s)"; }',
+        "say 'SSH session ended'",
+    ]
     if config.authorized_keys and not config.build_user:
         lines.append(f"rm -f {home}/.ssh/authorized_keys")
     if config.build_user:
@@ -88,13 +93,14 @@ def final_script(config: SanitizeConfig, user: str) -> str:
     # off. A full `systemctl poweroff` took ~33 s under TCG; this takes about 1.
     lines += [
         "sync",
-        "echo 'vmbuild-sanitize: file systems read-only, powering off'",
+        "say 'build user removed, synced; remounting read-only'",
         "echo 1 > /proc/sys/kernel/sysrq",
         "echo s > /proc/sysrq-trigger",
         "echo u > /proc/sysrq-trigger",
         # sysrq u only queues the remount; poll until / shows up read-only (at most 10 s).
         "for _ in $(seq 100); do grep -Eq '^[^ ]+ / [^ ]+ ro[ ,]' /proc/mounts && break; "
         "sleep 0.1; done",
+        "say 'read-only; powering off'",
         "echo o > /proc/sysrq-trigger",
         "sleep 30",
         "systemctl poweroff --force",  # only if the kernel ignored the sysrq request
