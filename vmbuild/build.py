@@ -67,7 +67,9 @@ class BuildContext:
     overlay: Path | None = None
     machine: Any = None  # the running build VM (vmbuild.vm.machine.Machine)
     session: Any = None  # its SSH session
-    image: Path | None = None
+    image: Path | None = None  # image.qcow2, once it is complete
+    snapshot: Path | None = None  # the standalone image the test VM boots
+    image_job: Any = None  # vmbuild.stages.snapshot.ImageJob while it compresses
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -77,6 +79,11 @@ class BuildContext:
     @property
     def logs(self) -> Path:
         return self.build_dir / "logs"
+
+    @property
+    def tests_image(self) -> bool:
+        """Whether a test VM boots the new image."""
+        return bool(self.options.test and self.recipe.test.enabled)
 
     @property
     def keep_on_error(self) -> bool:
@@ -104,7 +111,7 @@ def stages_for(ctx: BuildContext) -> list[Stage]:
         sanitize.Sanitize(),
         snapshot.Snapshot(),
     ]
-    if ctx.options.test and ctx.recipe.test.enabled:
+    if ctx.tests_image:
         stages.append(test.TestImage())
     stages.append(output.Output())
     if ctx.options.distribute and ctx.recipe.distribute:

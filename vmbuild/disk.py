@@ -68,7 +68,7 @@ def resize(path: str | Path, size: int) -> None:
         run(["qemu-img", "resize", "-q", str(path), str(size)])
 
 
-def convert(
+def convert_argv(
     source: str | Path,
     dest: str | Path,
     fmt: str,
@@ -77,8 +77,9 @@ def convert(
     compress: bool = False,
     threads: int | None = None,
     source_format: str | None = None,
-) -> Path:
-    """`qemu-img convert` with multi-threaded coroutines (-m) and out-of-order writes (-W).
+) -> list[str]:
+    """The `qemu-img convert` command line, with multi-threaded coroutines (-m) and
+    out-of-order writes (-W).
 
     `options` become `-o k=v,...` (for example `compression_type=zstd`,
     `subformat=streamOptimized`).
@@ -91,8 +92,22 @@ def convert(
     if options:
         argv += ["-o", ",".join(f"{k}={v}" for k, v in options.items())]
     argv += ["-m", str(threads or min(8, max(2, os.cpu_count() or 2))), "-W"]
-    argv += [str(source), str(dest)]
-    run(argv)
+    return [*argv, str(source), str(dest)]
+
+
+def convert(
+    source: str | Path,
+    dest: str | Path,
+    fmt: str,
+    *,
+    options: dict[str, str] | None = None,
+    compress: bool = False,
+    threads: int | None = None,
+    source_format: str | None = None,
+) -> Path:
+    """Run `qemu-img convert` (see `convert_argv`)."""
+    run(convert_argv(source, dest, fmt, options=options, compress=compress, threads=threads,
+                     source_format=source_format))  # fmt: skip
     return Path(dest)
 
 

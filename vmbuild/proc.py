@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -59,3 +60,42 @@ def run(
             [_redacted(args, secrets)], proc.returncode, proc.stderr or "", proc.stdout or ""
         )
     return proc
+
+
+class Background:
+    """A command that runs while the build goes on (for example, compressing the image
+    during the test VM's boot). `wait()` raises CommandError like `run`; `stop()` kills it.
+    `nice` lowers its CPU priority so it takes what the foreground leaves idle.
+    """
+
+    def __init__(self, argv: Sequence[str | Path], *, nice: int = 0) -> None:
+        self.argv = [str(a) for a in argv]
+        if nice:
+            self.argv = ["nice", "-n", str(nice), *self.argv]
+        log.debug("$ %s &", shlex.join(self.argv))
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in wait/stop
+        try:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                         stderr=self._stderr, text=True)  # fmt: skip
+        except FileNotFoundError as exc:
+            self._stderr.close()
+            raise CommandError(self.argv, 127, f"{self.argv[0]}: not found ({exc})") from exc
+
+    def wait(self, timeout: float | None = None) -> None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.stop()
+            raise CommandError(self.argv, -1, f"timed out after {timeout}s") from exc
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
+        self._stderr.close()
+        if code != 0:
+            raise CommandError(self.argv, code, stderr)
+
+    def stop(self) -> None:
+        """Kill it if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._stderr.close()

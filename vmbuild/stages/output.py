@@ -9,6 +9,7 @@ from vmbuild.build import BuildContext, write_manifest
 from vmbuild.distribute import distribute
 from vmbuild.fsutil import atomic_open
 from vmbuild.pipeline import BaseStage
+from vmbuild.stages.snapshot import finish_image
 
 
 def write_sums(build_dir: Path, entries: list[tuple[str, str]]) -> Path:
@@ -25,6 +26,7 @@ class Output(BaseStage):
     title = "Writing output formats, checksums and manifest"
 
     def run(self, ctx: BuildContext) -> None:
+        finish_image(ctx)
         assert ctx.image is not None
         image = ctx.facts["image"]
         wanted = ctx.recipe.output.get("formats")

@@ -1,5 +1,7 @@
 """Test: boot a fresh VM from the new image (on a throwaway overlay, with a fresh seed)
-and run every component's test phase. The new image itself is never written."""
+and run every component's test phase. The image is the standalone snapshot; when the
+recipe wants it compressed, `image.qcow2` is being compressed from those same bytes
+meanwhile (stages/snapshot.py). The image itself is never written."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ class TestImage(BaseStage):
         self.vm: RunningVM | None = None
 
     def run(self, ctx: BuildContext) -> None:
-        assert ctx.image is not None
-        overlay = disk.overlay(ctx.image, ctx.tmp / "test.qcow2")
+        assert ctx.snapshot is not None
+        overlay = disk.overlay(ctx.snapshot, ctx.tmp / "test.qcow2")
         self.vm = RunningVM.boot(ctx, "test", overlay)
         session = self.vm.wait_ready()
         push_payload(ctx, session)
