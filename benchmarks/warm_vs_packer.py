@@ -69,7 +69,9 @@ SSH_USER = "build"
 MEASURES = {
     "packer": "wall time of `packer build` (copy, resize, boot, SSH, shell step, shutdown, "
     "zstd convert)",
-    "vmbuild_build_stage": "prepare+launch+build+sanitize+snapshot from manifest.json",
+    "vmbuild_build_stage": "prepare+launch+build+sanitize+snapshot from manifest.json (the "
+    "snapshot is the standalone image the test VM boots; with a test VM it is uncompressed "
+    "and image.qcow2 is compressed from it during the test)",
     "vmbuild_pipeline": "wall time of `vmbuild --json run --no-distribute` (adds the "
     "cold-booted test VM and output)",
     "first_warm_build": "run with --no-test: it only has to leave the warm state behind",
