@@ -95,19 +95,9 @@ def convert_argv(
     return [*argv, str(source), str(dest)]
 
 
-def convert(
-    source: str | Path,
-    dest: str | Path,
-    fmt: str,
-    *,
-    options: dict[str, str] | None = None,
-    compress: bool = False,
-    threads: int | None = None,
-    source_format: str | None = None,
-) -> Path:
-    """Run `qemu-img convert` (see `convert_argv`)."""
-    run(convert_argv(source, dest, fmt, options=options, compress=compress, threads=threads,
-                     source_format=source_format))  # fmt: skip
+def convert(source: str | Path, dest: str | Path, fmt: str, **options: Any) -> Path:
+    """Run `qemu-img convert`; `options` are `convert_argv`'s keyword arguments."""
+    run(convert_argv(source, dest, fmt, **options))
     return Path(dest)
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple, Protocol
+from typing import IO, NamedTuple, Protocol, cast
 
 import paramiko
 
@@ -451,7 +451,8 @@ class Session:
         )
 
         def send(chan: paramiko.Channel) -> None:
-            with tarfile.open(fileobj=_ChannelWriter(chan), mode="w|") as tar:
+            writer = cast("IO[bytes]", _ChannelWriter(chan))  # write() is all "w|" uses
+            with tarfile.open(fileobj=writer, mode="w|") as tar:
                 for name, local in sorted(files.items()):
                     tar.add(str(local), arcname=name, recursive=False)
 

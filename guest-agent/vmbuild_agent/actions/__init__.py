@@ -20,11 +20,23 @@ REGISTRY: dict[str, type[Action]] = {}
 FAMILY_OF: dict[str, str] = {
     **dict.fromkeys(("ExecuteBash", "ExecuteBinary", "ExecuteDocument"), "execute"),
     **dict.fromkeys(
-        ("CreateFile", "AppendFile", "CopyFile", "CopyFolder", "MoveFile", "MoveFolder",
-         "DeleteFile", "DeleteFolder", "CreateFolder", "CreateSymlink", "ListFiles",
-         "ReadFile", "SetFileEncoding"),
+        (
+            "CreateFile",
+            "AppendFile",
+            "CopyFile",
+            "CopyFolder",
+            "MoveFile",
+            "MoveFolder",
+            "DeleteFile",
+            "DeleteFolder",
+            "CreateFolder",
+            "CreateSymlink",
+            "ListFiles",
+            "ReadFile",
+            "SetFileEncoding",
+        ),
         "files",
-    ),  # fmt: skip
+    ),
     **dict.fromkeys(
         ("SetFileOwner", "SetFolderOwner", "SetFilePermissions", "SetFolderPermissions"),
         "permissions",
