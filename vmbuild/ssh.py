@@ -1,4 +1,5 @@
-"""SSH to a guest with paramiko: wait for it, run commands with live output, SFTP, reboot.
+"""SSH to a guest with paramiko: wait for it, run commands with live output, copy files
+as tar streams.
 
 The host key is always verified against a pinned known_hosts file (the key vmbuild
 generated and injected through the seed); paramiko's RejectPolicy refuses any
@@ -10,24 +11,21 @@ error says so with both fingerprints.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import io
 import logging
 import select
 import shlex
 import socket
-import stat
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, NamedTuple, Protocol, cast
+from typing import IO, NamedTuple, cast
 
 import paramiko
 
 from vmbuild.errors import BuildError
-from vmbuild.fsutil import atomic_path
 from vmbuild.keys import fingerprint
 
 StreamCallback = Callable[[str, str], None]  # (line without newline, "stdout" | "stderr")
@@ -52,16 +50,6 @@ class SSHTimeout(SSHError):
 
 class ConnectionLost(SSHError):
     """The connection dropped while a command ran (reboot, crash)."""
-
-
-class Watch(Protocol):
-    """What a VM object offers a session waiting on it (see vmbuild.vm.machine.Machine)."""
-
-    def check_alive(self) -> None: ...
-
-    def failure(self, message: str) -> BuildError: ...
-
-    def scale(self, seconds: float) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -125,16 +113,6 @@ def open_banner(
     return None
 
 
-def read_banner(host: str, port: int, *, timeout: float = 5.0) -> bytes | None:
-    """The SSH identification line if sshd answers on host:port, else None."""
-    opened = open_banner(host, port, timeout=timeout)
-    if opened is None:
-        return None
-    sock, data = opened
-    sock.close()
-    return data
-
-
 def wait_for_banner(
     host: str, port: int, *, timeout: float, check: Callable[[], None] | None = None
 ) -> socket.socket:
@@ -179,6 +157,15 @@ class _LineSplitter:
         return "".join(self.chunks)
 
 
+def tree_files(folder: Path, prefix: str = "") -> dict[str, Path]:
+    """The files under `folder` by relative name (with `prefix`), for `Session.put_files`."""
+    return {
+        prefix + path.relative_to(folder).as_posix(): path
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
 class _ChannelWriter:
     """The write() end tarfile's stream mode needs, onto an SSH channel's stdin."""
 
@@ -196,7 +183,6 @@ class Session:
     def __init__(self, target: Target, client: paramiko.SSHClient) -> None:
         self.target = target
         self._client = client
-        self._sftp: paramiko.SFTPClient | None = None
 
     # -- connecting ---------------------------------------------------------
 
@@ -297,10 +283,6 @@ class Session:
         self.close()
 
     def close(self) -> None:
-        if self._sftp is not None:
-            with contextlib.suppress(Exception):
-                self._sftp.close()
-            self._sftp = None
         self._client.close()
 
     @property
@@ -315,7 +297,7 @@ class Session:
     def adopt(self, other: Session) -> None:
         """Take over `other`'s connection (after a reboot), so callers keep this object."""
         self.close()
-        self._client, self._sftp = other._client, None
+        self._client = other._client
         self.target = other.target
 
     def is_active(self) -> bool:
@@ -410,11 +392,6 @@ class Session:
         finally:
             chan.close()
 
-    def start(self, cmd: str) -> None:
-        """Start `cmd` without waiting for it (for commands that end the connection)."""
-        chan = self.transport.open_session()
-        chan.exec_command(cmd)
-
     def boot_id(self) -> str:
         """The guest kernel's boot id: it changes on every boot."""
         return self.run(
@@ -422,18 +399,6 @@ class Session:
         ).stdout.strip()
 
     # -- files --------------------------------------------------------------
-
-    @property
-    def sftp(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self._client.open_sftp()
-        return self._sftp
-
-    def put(self, local: str | Path, remote: str, *, mode: int | None = None) -> None:
-        """Copy a file to the guest (keeps its permission bits unless `mode` is given)."""
-        local = Path(local)
-        self.sftp.put(str(local), remote)
-        self.sftp.chmod(remote, mode if mode is not None else stat.S_IMODE(local.stat().st_mode))
 
     def put_files(
         self, files: Mapping[str, Path], remote_dir: str, *, clean: bool = False,
@@ -465,18 +430,6 @@ class Session:
                            f"(exit {code}): {err.text().strip()[-800:]}")  # fmt: skip
         return len(files)
 
-    def put_tree(self, local_dir: str | Path, remote_dir: str, *, clean: bool = False) -> int:
-        """Copy a folder's files to the guest (created if missing); returns their number."""
-        local_dir = Path(local_dir)
-        if not local_dir.is_dir():
-            raise SSHError(f"not a folder: {local_dir}")
-        files = {
-            path.relative_to(local_dir).as_posix(): path
-            for path in sorted(local_dir.rglob("*"))
-            if path.is_file()
-        }
-        return self.put_files(files, remote_dir, clean=clean)
-
     def get_tree(self, remote_dir: str, local_dir: str | Path, *, timeout: float = 600) -> int:
         """Copy a guest folder's files into `local_dir` through one `tar -c`; returns the
         number of files (0 when the folder does not exist)."""
@@ -499,68 +452,3 @@ class Session:
             members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
             tar.extractall(local_dir, members=members, filter="data")
         return sum(1 for m in members if m.isfile())
-
-    def get(self, remote: str, local: str | Path) -> Path:
-        """Copy a guest file to `local`, atomically."""
-        with atomic_path(local) as tmp:
-            self.sftp.get(remote, str(tmp))
-        return Path(local)
-
-    # -- reboot -------------------------------------------------------------
-
-    def reboot_and_reconnect(
-        self,
-        *,
-        timeout: float = 600.0,
-        watch: Watch | None = None,
-        command: str = "sudo systemctl reboot",
-    ) -> Session:
-        """Reboot the guest and log in again; this session then talks to the new boot.
-
-        The old boot must go away first (its boot_id changes), so a session that
-        reconnects before the reboot really starts is not mistaken for the new boot.
-        """
-        old = self.boot_id()
-        check = watch.check_alive if watch else None
-        deadline = time.monotonic() + timeout
-        try:
-            # Wait for the command itself: closing its channel early could hang it up
-            # before the reboot was queued.
-            code, _, err = self.run(command, timeout=60)
-        except (ConnectionLost, SSHTimeout):
-            pass  # the connection went down with the old boot
-        else:
-            if code != 0:
-                raise SSHError(f"reboot command failed (exit {code}): {command}\n{err.strip()}")
-        self.close()
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise SSHTimeout("no SSH after reboot")
-                fresh = Session.wait(self.target, timeout=remaining, check=check)
-            except SSHTimeout as exc:
-                message = (
-                    f"guest did not come back after reboot within {timeout:.0f}s ({exc.message})"
-                )
-                raise (watch.failure(message) if watch else SSHTimeout(message)) from exc
-            try:
-                current = fresh.boot_id()
-            except SSHError:
-                fresh.close()
-                current = old
-            if current != old:
-                self.adopt(fresh)
-                return self
-            fresh.close()  # still the old boot, shutting down
-            time.sleep(1.0)
-
-
-@contextlib.contextmanager
-def session(target: Target, *, timeout: float = 20.0) -> Iterator[Session]:
-    """A context-managed `Session.connect`."""
-    sess = Session.connect(target, timeout=timeout)
-    try:
-        yield sess
-    finally:
-        sess.close()

@@ -16,7 +16,7 @@ import pytest
 
 from vmbuild import disk
 from vmbuild.keys import fingerprint, generate_host_keys, write_known_hosts
-from vmbuild.ssh import HostKeyMismatch, Session, Target
+from vmbuild.ssh import HostKeyMismatch, Session, Target, tree_files
 from vmbuild.vm import Machine, VMSpec, launch, leftover_domains
 
 pytestmark = pytest.mark.integration
@@ -87,14 +87,15 @@ def test_push_files(booted: Booted, tmp_path: Path) -> None:
     script = tmp_path / "hello.sh"
     script.write_text("#!/bin/sh\necho hello from $(hostname)\n")
     script.chmod(0o755)
-    booted.ssh.put(script, "/tmp/hello.sh")
+    booted.ssh.put_files({"hello.sh": script}, "/tmp")
     assert booted.ssh.run("/tmp/hello.sh", check=True).stdout.startswith("hello from ")
     tree = tmp_path / "tree"
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "f.txt").write_text("deep")
-    booted.ssh.put_tree(tree, "/tmp/pushed/tree")
+    booted.ssh.put_files(tree_files(tree), "/tmp/pushed/tree", clean=True)
     assert booted.ssh.run("cat /tmp/pushed/tree/sub/f.txt", check=True).stdout == "deep"
-    back = booted.ssh.get("/tmp/pushed/tree/sub/f.txt", tmp_path / "back.txt")
+    assert booted.ssh.get_tree("/tmp/pushed/tree/sub", tmp_path / "back") == 1
+    back = tmp_path / "back" / "f.txt"
     assert back.read_text() == "deep"
 
 

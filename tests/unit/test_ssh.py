@@ -20,7 +20,15 @@ from vmbuild.keys import (
     write_known_hosts,
 )
 from vmbuild.proc import run
-from vmbuild.ssh import HostKeyMismatch, Session, SSHError, SSHTimeout, Target, read_banner
+from vmbuild.ssh import (
+    HostKeyMismatch,
+    Session,
+    SSHError,
+    SSHTimeout,
+    Target,
+    open_banner,
+    tree_files,
+)
 
 
 def _target(server, known_hosts: Path) -> Target:
@@ -124,24 +132,20 @@ def test_run_input_check_and_timeout(session: Session) -> None:
     assert session.run("true").exit_code == 0, "session still usable after a timeout"
 
 
-def test_put_get_and_put_tree(session: Session, sftp_dir: Path, tmp_path: Path) -> None:
-    src = tmp_path / "script.sh"
-    src.write_text("#!/bin/sh\necho hi\n")
-    src.chmod(0o755)
-    session.put(src, f"{sftp_dir}/script.sh")
-    assert (sftp_dir / "script.sh").read_text() == src.read_text()
-    assert os.access(sftp_dir / "script.sh", os.X_OK)
-
+def test_tree_files_keep_layout_and_modes(session: Session, sftp_dir: Path, tmp_path: Path):
     tree = tmp_path / "tree"
     (tree / "a" / "b").mkdir(parents=True)
-    (tree / "top.txt").write_text("top")
+    (tree / "top.sh").write_text("#!/bin/sh\necho hi\n")
+    (tree / "top.sh").chmod(0o755)
     (tree / "a" / "b" / "deep.txt").write_text("deep")
-    assert session.put_tree(tree, f"{sftp_dir}/new/dest") == 2
-    assert (sftp_dir / "new/dest/a/b/deep.txt").read_text() == "deep"
-    assert (sftp_dir / "new/dest/top.txt").read_text() == "top"
+    files = tree_files(tree, "tree/")
+    assert sorted(files) == ["tree/a/b/deep.txt", "tree/top.sh"]
+    assert session.put_files(files, f"{sftp_dir}/new/dest") == 2
+    assert (sftp_dir / "new/dest/tree/a/b/deep.txt").read_text() == "deep"
+    assert os.access(sftp_dir / "new/dest/tree/top.sh", os.X_OK)
 
-    back = session.get(f"{sftp_dir}/new/dest/a/b/deep.txt", tmp_path / "out" / "deep.txt")
-    assert back.read_text() == "deep"
+    assert session.get_tree(f"{sftp_dir}/new/dest/tree/a", tmp_path / "out") == 1
+    assert (tmp_path / "out" / "b" / "deep.txt").read_text() == "deep"
 
 
 def test_ssh_command_is_pasteable(pinned: Target) -> None:
@@ -155,10 +159,12 @@ def test_ssh_command_is_pasteable(pinned: Target) -> None:
 
 
 def test_banner_probe(sshd_server) -> None:
-    assert read_banner(sshd_server.host, sshd_server.port).startswith(b"SSH-2.0-")
+    opened = open_banner(sshd_server.host, sshd_server.port)
+    assert opened is not None and opened[1].startswith(b"SSH-2.0-")
+    opened[0].close()
     from vmbuild.netutil import free_port
 
-    assert read_banner("127.0.0.1", free_port(), timeout=1) is None
+    assert open_banner("127.0.0.1", free_port(), timeout=1) is None
 
 
 def test_put_files_clean_and_get_tree(session: Session, sftp_dir: Path, tmp_path: Path) -> None:

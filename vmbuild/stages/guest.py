@@ -18,7 +18,7 @@ from typing import Any
 from vmbuild import events
 from vmbuild.build import BuildContext
 from vmbuild.errors import BuildError
-from vmbuild.ssh import Session
+from vmbuild.ssh import Session, tree_files
 from vmbuild.vm.machine import Machine, ReadyTimeouts, VMSpec, launch
 
 REMOTE_ROOT = "/var/tmp/vmbuild"
@@ -145,13 +145,7 @@ def push_payload(ctx: BuildContext, session: Session) -> None:
     """Replace the guest's REMOTE_ROOT with the agent and the staged component documents
     (one tar stream, one command)."""
     assert ctx.agent is not None
-    bundle = ctx.bundle.root
-    files = {"vmbuild-agent.pyz": ctx.agent}
-    files.update(
-        (f"bundle/{path.relative_to(bundle).as_posix()}", path)
-        for path in sorted(bundle.rglob("*"))
-        if path.is_file()
-    )
+    files = {"vmbuild-agent.pyz": ctx.agent, **tree_files(ctx.bundle.root, "bundle/")}
     session.put_files(files, REMOTE_ROOT, clean=True)
     events.info(f"pushed the agent and {len(files) - 1} component file(s) to {REMOTE_ROOT}")
 

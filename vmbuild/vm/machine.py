@@ -345,10 +345,6 @@ class Machine:
         if outcome.state != "done":
             events.info(f"{self.name}: cloud-init is {outcome.state} in this image")
 
-    def session(self, *, timeout: float = 30.0) -> Session:
-        """A new login to a VM that is ready (retries for `timeout` seconds)."""
-        return Session.wait(self.target(), timeout=timeout, check=self.check_alive)
-
     def enable_power_cycle(
         self, xml: str, make_xml: Callable[[], tuple[str, UserNetwork | LibvirtNetwork]]
     ) -> None:
@@ -359,14 +355,12 @@ class Machine:
     def reboot(self, session: Session, *, timeout: float = 300.0) -> Session:
         """Reboot and log in to the new boot; the same session object is returned.
 
-        With a domain started by launch() this is a power cycle: a clean power-off,
-        then a fresh QEMU from the same XML, disks and seed. A guest reset inside the
-        same QEMU is slow under TCG (the second boot stalls for minutes clearing
-        pages that held translated code: soft lockups in clear_page); a fresh process
-        boots as fast as the first time. Otherwise the guest reboots itself.
+        This is a power cycle: a clean power-off, then a fresh QEMU from the same XML,
+        disks and seed. A guest reset inside the same QEMU is slow under TCG (the second
+        boot stalls for minutes clearing pages that held translated code: soft lockups
+        in clear_page); a fresh process boots as fast as the first time.
         """
-        if self._xml is None:
-            return session.reboot_and_reconnect(timeout=self.scale(timeout), watch=self)
+        assert self._xml is not None, "launch() and warm restores enable power cycles"
         old = session.boot_id()
         try:
             code, _, err = session.run("sudo -n systemctl poweroff", timeout=60)
