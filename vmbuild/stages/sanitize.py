@@ -15,7 +15,6 @@ Every command's output also goes to the serial console, so it lands in the conso
 from __future__ import annotations
 
 import shlex
-import time
 
 from vmbuild import events
 from vmbuild.build import BuildContext
@@ -131,12 +130,9 @@ class Sanitize(BaseStage):
     def _wait_poweroff(self, ctx: BuildContext) -> None:
         machine = ctx.machine.machine
         limit = ctx.timeouts()["shutdown"]
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if not machine.is_running():
-                events.info("build VM powered off cleanly")
-                ctx.facts["clean_shutdown"] = True
-                return
-            time.sleep(0.2)
+        if machine.wait_stopped(limit):
+            events.info("build VM powered off cleanly")
+            ctx.facts["clean_shutdown"] = True
+            return
         events.warn(f"the build VM did not power off within {limit:.0f}s; forcing it")
         ctx.facts["clean_shutdown"] = machine.shutdown(30)

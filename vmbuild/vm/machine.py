@@ -370,13 +370,9 @@ class Machine:
             if code != 0:
                 raise self.failure(f"power-off for reboot failed (exit {code}): {err.strip()}")
         session.close()
-        deadline = time.monotonic() + self.scale(120.0)
-        while self.is_running():
-            if time.monotonic() > deadline:
-                events.warn(f"{self.name}: no clean power-off for the reboot; destroying")
-                self.destroy()
-                break
-            time.sleep(0.5)
+        if not self.wait_stopped(self.scale(120.0)):
+            events.warn(f"{self.name}: no clean power-off for the reboot; destroying")
+            self.destroy()
         self._recreate()
         try:
             sock = wait_for_banner(
@@ -436,22 +432,25 @@ class Machine:
         libvirt = _libvirt()
         if not self.is_running():
             return True
-        with contextlib.suppress(libvirt.libvirtError):
-            self.domain.shutdown()
         deadline = time.monotonic() + self.scale(timeout)
-        last_request = time.monotonic()
-        while time.monotonic() < deadline:
-            if not self.is_running():
+        while (remaining := deadline - time.monotonic()) > 0:
+            # An ACPI event sent before the guest's handler ran is lost: repeat it every 30 s.
+            with contextlib.suppress(libvirt.libvirtError):
+                self.domain.shutdown()
+            if self.wait_stopped(min(30.0, remaining)):
                 return True
-            if time.monotonic() - last_request > 30:
-                # An ACPI event sent before the guest's handler ran is lost; repeat it.
-                with contextlib.suppress(libvirt.libvirtError):
-                    self.domain.shutdown()
-                last_request = time.monotonic()
-            time.sleep(0.5)
         events.warn(f"{self.name}: no clean shutdown within {self.scale(timeout):.0f}s; destroying")
         self.destroy()
         return False
+
+    def wait_stopped(self, seconds: float) -> bool:
+        """Wait up to `seconds` (as given, not scaled) for the domain to stop; True if it did."""
+        deadline = time.monotonic() + seconds
+        while self.is_running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
     def destroy(self) -> None:
         """Stop QEMU at once (the transient domain disappears with it)."""
