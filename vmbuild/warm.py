@@ -121,10 +121,13 @@ def _settle(machine: Machine, session: Session, agent: Path, work: Path) -> None
     """Copy the rehearsal in and close the session; then, once its sshd has gone (so no
     session process sits in the saved memory), the guest zeroes its free memory,
     rehearses a build's first agent run, and says it is done on the console."""
-    document = work / "rehearsal.yml"
+    document = work / "rehearsal.yml"  # work becomes the entry: not left there
     document.write_text(REHEARSAL_DOCUMENT)
-    session.put_files({"vmbuild-agent.pyz": agent, "rehearsal.yml": document},
-                      REHEARSAL_ROOT, clean=True)  # fmt: skip
+    try:
+        session.put_files({"vmbuild-agent.pyz": agent, "rehearsal.yml": document},
+                          REHEARSAL_ROOT, clean=True)  # fmt: skip
+    finally:
+        document.unlink()
     settle = ZERO_FREE_MEMORY + REHEARSAL + f"echo '{SETTLED}' > /dev/console\n"
     session.run("sudo -n bash -s", input=detach_after_session(settle, "vmbuild-warm-settle"),
                 check=True, timeout=60)  # fmt: skip

@@ -96,6 +96,9 @@ def test_warm_build_restored_and_tested_cold(warm_and_cold):
     assert facts["created"] is True and facts["fallback"] is False
     assert facts["restore_seconds"] > 0
     assert len(warm.entries()) == 1
+    held = {p.name for p in warm.entries()[0].path.iterdir()}
+    assert held == {"disk.qcow2", "state.sav", "seed.iso", "meta.json", "id_ed25519",
+                    "id_ed25519.pub"}, "a warm entry holds the state and nothing else"  # fmt: skip
     logs = hot.build_dir / "logs"
     assert (logs / "console-warm.log").stat().st_size > 0
     steps = agent_steps(logs / "agent-test")
