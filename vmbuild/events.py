@@ -62,6 +62,19 @@ def _stage_name() -> str | None:
     return getattr(_current_stage, "name", None)
 
 
+def in_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """Start `target` in a daemon thread whose events belong to the caller's stage."""
+    stage_name = _stage_name()
+
+    def run() -> None:
+        _current_stage.name = stage_name
+        target()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def info(message: str, **data: Any) -> None:
     emit(Event("info", message, _stage_name(), data))
 

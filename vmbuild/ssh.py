@@ -11,6 +11,7 @@ error says so with both fingerprints.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import logging
 import select
@@ -315,22 +316,29 @@ class Session:
         *,
         stream: StreamCallback | None = None,
         timeout: float | None = None,
-        input: str | bytes | None = None,
+        input: str | bytes | Callable[[], bytes] | None = None,
         check: bool = False,
         get_pty: bool = False,
     ) -> RunResult:
         """Run `cmd` in the guest's shell; returns (exit_code, stdout, stderr).
 
-        `stream(line, "stdout"|"stderr")` gets each line as it arrives. After
-        `timeout` seconds the command's channel is closed and SSHTimeout raised.
-        With `check`, a non-zero exit raises SSHError carrying the stderr tail.
+        `input` is the command's standard input; a function giving it is called once
+        the command has started, so it may wait (a gate), and an exception it raises
+        closes the channel and reaches the caller. `stream(line, "stdout"|"stderr")`
+        gets each line as it arrives. After `timeout` seconds the command's channel is
+        closed and SSHTimeout raised. With `check`, a non-zero exit raises SSHError
+        carrying the stderr tail.
         """
         out = _LineSplitter("stdout", stream)
         err = _LineSplitter("stderr", stream)
-        data = input.encode() if isinstance(input, str) else input
-        send = None if data is None else (lambda chan: chan.sendall(data))
-        code = self._exec(cmd, send=send, stdout=out.feed, stderr=err.feed, timeout=timeout,
-                          get_pty=get_pty)  # fmt: skip
+
+        def send(chan: paramiko.Channel) -> None:
+            data = input() if callable(input) else input
+            with contextlib.suppress(OSError):  # the command exited without reading it all
+                chan.sendall(data.encode() if isinstance(data, str) else data or b"")
+
+        code = self._exec(cmd, send=None if input is None else send, stdout=out.feed,
+                          stderr=err.feed, timeout=timeout, get_pty=get_pty)  # fmt: skip
         out.feed(b"", final=True)
         err.feed(b"", final=True)
         result = RunResult(code, out.text(), err.text())

@@ -21,7 +21,14 @@ from vmbuild_agent.document import (
     parameter_problems,
 )
 from vmbuild_agent.engine import STATE_FILE, Engine
-from vmbuild_agent.errors import EXIT_FAILED, EXIT_INVALID, AgentError, InvalidInput, Problem
+from vmbuild_agent.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_NOT_STARTED,
+    AgentError,
+    InvalidInput,
+    Problem,
+)
 from vmbuild_agent.expressions import PHASES
 
 _PAIR_SPLIT = re.compile(r",(?=[^,=]+=)")
@@ -172,6 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "documents": [],
         }, indent=2))  # fmt: skip
         return EXIT_INVALID
+    if args.gate == "stdin" and not _gate_opened():
+        print("vmbuild-agent: the gate stayed closed; nothing ran", file=sys.stderr)
+        return EXIT_NOT_STARTED
     _keep_documents(exec_dir, docs, params)
     console = Console(exec_dir / "console.log", None if args.quiet else sys.stderr)
     signal.signal(signal.SIGTERM, _terminate)
@@ -182,6 +192,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.close()
     print(json.dumps(_summary(engine.report, exec_dir, code), indent=2))
     return code
+
+
+def _gate_opened() -> bool:
+    """Wait at the gate: one line `go` on standard input opens it; anything else or
+    end of input keeps it closed. The caller starts the agent early (its start-up
+    overlaps the guest's boot) and opens the gate once the guest is ready."""
+    return sys.stdin.readline().strip() == "go"
 
 
 def _terminate(signum: int, _frame: Any) -> None:
@@ -227,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--state-directory", help="default: <log-directory>/state")
     run.add_argument("--execution-id", help="default: a new UUID (or the pending one)")
     run.add_argument("--quiet", action="store_true", help="no live output on stderr")
+    run.add_argument(
+        "--gate", choices=["stdin"],
+        help="load and check everything, then wait for a line 'go' on stdin before running",
+    )  # fmt: skip
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 EXIT_SUCCESS = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_NOT_STARTED = 3  # --gate stayed closed
 EXIT_REBOOT = 194
 
 

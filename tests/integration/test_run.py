@@ -45,7 +45,10 @@ def cold_build(base_image, s3_server, tmp_path_factory):
     parent_sum = sha256_file(base_image)
     recipe = write_recipe(
         folder, "cold", base_image,
-        [{"path": str(DATA / "marker.yml"), "parameters": {"greeting": GREETING}}],
+        [{"path": str(DATA / "marker.yml"), "parameters": {"greeting": GREETING}},
+         {"path": str(DATA / "after-cloud-init.yml")}],
+        # cloud-init's last stage: the agent starts meanwhile and waits at its gate.
+        user_data={"runcmd": ["sleep 3; echo ran > /run/vmbuild-runcmd"]},
         sanitize={"extra_paths": ["/opt/build-secret.txt"]},
         output={"formats": ["qcow2", "raw"]},
         distribute=[
@@ -96,6 +99,9 @@ def test_test_phase_ran_in_a_second_vm_booted_from_the_new_image(cold_build):
     assert build_steps["WriteMarker"]["status"] == "Success"
     assert build_steps["CheckMarker"]["status"] == "Success"
     assert test_steps["MarkerInNewImage"]["status"] == "Success"
+    # Both VMs booted cold: no step ran before cloud-init had finished.
+    assert build_steps["RuncmdRanBeforeBuild"]["status"] == "Success"
+    assert test_steps["RuncmdRanBeforeTest"]["status"] == "Success"
 
     def boot_id(step):
         return re.search(r"BOOT_ID=(\S+)", step["outputs"]["stdout"]).group(1)
@@ -158,6 +164,22 @@ def test_failing_build_phase_fails_clearly_and_leaves_nothing(base_image, tmp_pa
     assert manifest(build_dir)["status"] == "failed"
     assert_nothing_left(build_dir)
     assert (build_dir / "logs" / "console-build.log").stat().st_size > 0
+
+
+def test_cloud_init_error_fails_before_any_step_and_leaves_nothing(base_image, tmp_path):
+    """The agent starts while cloud-init's last stage runs; when that stage fails, the
+    gate stays closed: the build fails naming cloud-init, and no step has run."""
+    recipe = write_recipe(tmp_path, "cloud-init-fails", base_image,
+                          [{"path": str(DATA / "marker.yml"), "parameters": {"greeting": "x"}}],
+                          user_data={"runcmd": ["sleep 2; exit 3"]})  # fmt: skip
+    with pytest.raises(BuildError) as caught:
+        run_build(load_recipe(recipe), BuildOptions(warm=False, test=False))
+    message = str(caught.value)
+    assert "cloud-init failed" in message and "scripts" in message, message
+    build_dir = only_build_dir(tmp_path / "work")
+    assert agent_steps(build_dir / "logs" / "agent-build") == {}
+    assert manifest(build_dir)["status"] == "failed"
+    assert_nothing_left(build_dir)
 
 
 def test_failing_test_phase_fails_the_run(base_image, tmp_path):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
+from vmbuild.errors import BuildError
 from vmbuild.keys import (
     fingerprint,
     generate_host_keys,
@@ -130,6 +132,32 @@ def test_run_input_check_and_timeout(session: Session) -> None:
     with pytest.raises(SSHTimeout, match="timed out"):
         session.run("sleep 30", timeout=0.5)
     assert session.run("true").exit_code == 0, "session still usable after a timeout"
+
+
+def test_run_input_function_is_a_gate(session: Session, tmp_path: Path) -> None:
+    """A function as input is called once the command runs, and may wait; an error it
+    raises reaches the caller and the session stays usable."""
+    started = tmp_path / "started"
+
+    def gate() -> bytes:
+        deadline = time.monotonic() + 30
+        while not started.exists():  # the command is running before its input is given
+            assert time.monotonic() < deadline, "the command did not start before the gate"
+            time.sleep(0.05)
+        return b"go\n"
+
+    result = session.run(f"touch {started}; read -r line; echo got:$line", input=gate)
+    assert (result.exit_code, result.stdout) == (0, "got:go\n")
+
+    def closed() -> bytes:
+        raise BuildError("cloud-init failed")
+
+    with pytest.raises(BuildError, match="cloud-init failed"):
+        session.run("read -r line", input=closed)
+    assert session.run("echo still here").stdout == "still here\n"
+    # A command that exits without reading its input is not an error.
+    big = session.run("exit 0", input=lambda: (time.sleep(0.3), b"x" * 4_000_000)[1])
+    assert big.exit_code == 0
 
 
 def test_tree_files_keep_layout_and_modes(session: Session, sftp_dir: Path, tmp_path: Path):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import shlex
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from vmbuild.vm.machine import Machine, ReadyTimeouts, VMSpec, launch
 
 REMOTE_ROOT = "/var/tmp/vmbuild"
 REBOOT_EXIT = 194
+GATE_OPEN = b"go\n"  # what opens the agent's `--gate stdin`; EOF or anything else closes it
 MAX_REBOOTS = 10
 
 
@@ -111,6 +113,7 @@ class RunningVM:
         self.machine = machine
         self.stack = stack
         self.session: Session | None = None
+        self.cloud_init: Future[None] | None = None  # set while cloud-init may still run
 
     @classmethod
     def boot(cls, ctx: BuildContext, role: str, disk: Path) -> RunningVM:
@@ -120,13 +123,22 @@ class RunningVM:
         return cls(ctx, role, machine, stack)
 
     def wait_ready(self) -> Session:
-        start = time.monotonic()
-        self.session = self.machine.wait_ready(ready_timeouts(self.ctx))
+        """Log in; cloud-init's end is awaited in the background (`self.cloud_init`),
+        and the first agent run waits for it at its gate (`run_phase`)."""
+        session = self.machine.wait_ready(ready_timeouts(self.ctx), cloud_init=False)
+        self.session = session
         self.stack.callback(self.close_session)
+        self.cloud_init = self.machine.watch_cloud_init(session, ready_timeouts(self.ctx))
         self.ctx.facts.setdefault("boot_seconds", {})[self.role] = round(
-            time.monotonic() - start, 1
+            self.machine.ssh_seconds or 0.0, 1
         )
-        return self.session
+        return session
+
+    def wait_cloud_init(self) -> None:
+        """Block until cloud-init is done (raises its failure); then there is no gate."""
+        if self.cloud_init is not None:
+            self.cloud_init.result()
+            self.cloud_init = None
 
     def close_session(self) -> None:
         if self.session is not None:
@@ -179,10 +191,15 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
     """Run `phase` of every component that has it, in recipe order, in one agent run;
     reboot and resume when the agent asks. Returns the agent's summary ({} if no
     component has the phase); raises BuildError naming the failed steps.
+
+    While cloud-init may still be running (a cold boot), the agent starts at once but
+    waits at its gate (`--gate stdin`) until vmbuild has seen cloud-init finish cleanly:
+    the agent's start-up overlaps cloud-init's last stage, and no step runs before it.
     """
     assert vm.session is not None
     args = ctx.bundle.phase_arguments(phase)
     if args is None:
+        vm.wait_cloud_init()
         events.info(f"no component has a {phase} phase")
         return {}
     argv = [
@@ -190,14 +207,21 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
         "--phases", phase, "--log-directory", f"{REMOTE_ROOT}/logs",
         "--state-directory", f"{REMOTE_ROOT}/state/{phase}", "--execution-id", phase,
     ]  # fmt: skip
-    command = f"cd {REMOTE_ROOT}/bundle && {shlex.join(argv)}"
+
+    def open_gate() -> bytes:
+        vm.wait_cloud_init()
+        return GATE_OPEN
+
     for reboot in range(MAX_REBOOTS + 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BuildError(f"{phase} phase: timed out (timeouts.build / test.timeout)")
+        gate = ["--gate", "stdin"] if vm.cloud_init is not None else []
         result = vm.session.run(
-            command, stream=lambda line, _name: events.output(line), timeout=remaining
-        )
+            f"cd {REMOTE_ROOT}/bundle && {shlex.join(argv + gate)}",
+            stream=lambda line, _name: events.output(line), timeout=remaining,
+            input=open_gate if gate else None,
+        )  # fmt: skip
         if result.exit_code != REBOOT_EXIT:
             break
         if reboot == MAX_REBOOTS:

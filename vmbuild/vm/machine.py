@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -162,11 +163,13 @@ class Machine:
         self.console_log = spec.console_log
         self._console_offset = 0
         self._console_partial = ""
+        self._console_lock = threading.Lock()  # pumped from the cloud-init watch thread too
         self._address: str | None = LOOPBACK if isinstance(network, UserNetwork) else None
         self._xml: str | None = None  # set by launch(): what power_cycle() starts again
         self._make_xml: Callable[[], tuple[str, UserNetwork | LibvirtNetwork]] | None = None
         self._forwards: list[Forward] = []
         # Seconds from wait_ready()'s start to SSH login and to cloud-init done.
+        self._ready_start = time.monotonic()
         self.ssh_seconds: float | None = None
         self.cloud_init_seconds: float | None = None
 
@@ -210,6 +213,10 @@ class Machine:
 
     def pump_console(self) -> None:
         """Send new console lines to the event stream (source `console`)."""
+        with self._console_lock:
+            self._pump_console()
+
+    def _pump_console(self) -> None:
         try:
             with open(self.console_log, "rb") as fh:
                 fh.seek(self._console_offset)
@@ -283,9 +290,10 @@ class Machine:
     def wait_ready(
         self, timeouts: ReadyTimeouts | None = None, *, cloud_init: bool = True
     ) -> Session:
-        """Wait for sshd, log in, then wait for cloud-init; returns the session."""
+        """Wait for sshd, log in, then (with `cloud_init`) wait for cloud-init; returns
+        the session. Without it, `watch_cloud_init` waits while the caller goes on."""
         t = timeouts or ReadyTimeouts()
-        start = time.monotonic()
+        self._ready_start = start = time.monotonic()
         try:
             banner = self.scale(t.banner)
             self._wait_address(banner)
@@ -304,15 +312,39 @@ class Machine:
             events.info(f"{self.name}: SSH login after {self.ssh_seconds:.1f}s")
             if cloud_init:
                 try:
-                    self._wait_cloud_init(session, self.scale(t.cloud_init))
+                    self.watch_cloud_init(session, t).result()
                 except BaseException:
                     session.close()
                     raise
-                self.cloud_init_seconds = time.monotonic() - start
-                events.info(f"{self.name}: cloud-init done after {self.cloud_init_seconds:.1f}s")
             return session
         finally:
             self.pump_console()
+
+    def watch_cloud_init(
+        self, session: Session, timeouts: ReadyTimeouts | None = None
+    ) -> Future[None]:
+        """Wait for cloud-init to finish on a channel of `session`, in a thread; the
+        future fails with the error `wait_ready` would raise (console tail included).
+
+        A caller that has logged in can meanwhile push files and start programs whose
+        start-up overlaps cloud-init's last stage, gating what must wait for it.
+        """
+        timeout = self.scale((timeouts or ReadyTimeouts()).cloud_init)
+        future: Future[None] = Future()
+        future.set_running_or_notify_cancel()
+
+        def wait() -> None:
+            try:
+                self._wait_cloud_init(session, timeout)
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+                return
+            self.cloud_init_seconds = time.monotonic() - self._ready_start
+            events.info(f"{self.name}: cloud-init done after {self.cloud_init_seconds:.1f}s")
+            future.set_result(None)
+
+        events.in_thread(wait, f"{self.name}-cloud-init")
+        return future
 
     def _wait_cloud_init(self, session: Session, timeout: float) -> None:
         stop = threading.Event()
@@ -321,8 +353,7 @@ class Machine:
             while not stop.wait(2.0):
                 self.pump_console()
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        watcher = events.in_thread(watch, f"{self.name}-console")
         try:
             result = session.run("sh -s", input=cloudinit.WAIT_SCRIPT, timeout=timeout)
         except SSHTimeout as exc:

@@ -87,7 +87,9 @@ class Agent:
         self.tmp = tmp_path
         self.log_dir = tmp_path / "logs"
 
-    def cli(self, *args: str, env: dict | None = None, timeout: float = 120) -> AgentResult:
+    def cli(
+        self, *args: str, env: dict | None = None, timeout: float = 120, input: str | None = None
+    ) -> AgentResult:
         full_env = {**os.environ, "PYTHONPATH": str(AGENT_DIR), **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "vmbuild_agent", *args],
@@ -95,6 +97,7 @@ class Agent:
             text=True,
             env=full_env,
             timeout=timeout,
+            input=input,
         )
         return AgentResult(proc.returncode, proc.stdout, proc.stderr, self.log_dir)
 
@@ -106,6 +109,7 @@ class Agent:
         env: dict | None = None,
         execution_id: str = "exec-1",
         timeout: float = 120,
+        input: str | None = None,
     ) -> AgentResult:
         path = doc if isinstance(doc, Path) else write_doc(self.tmp, doc)
         return self.cli(
@@ -123,6 +127,7 @@ class Agent:
             *more,
             env=env,
             timeout=timeout,
+            input=input,
         )
 
     def validate(self, *paths: Path, extra: tuple = ()) -> tuple[int, dict]:
