@@ -89,6 +89,17 @@ class BuildContext:
     def keep_on_error(self) -> bool:
         return self.options.on_error is OnError.KEEP
 
+    def parent_overlay(self, path: Path) -> Path:
+        """A fresh qcow2 overlay of the parent at `path`, grown to `vm.disk_size` if set."""
+        from vmbuild import disk
+
+        assert self.parent is not None
+        path.unlink(missing_ok=True)
+        disk.overlay(self.parent.path, path)
+        if self.recipe.vm.disk_size:
+            disk.resize(path, self.recipe.vm.disk_size)
+        return path
+
     def timeouts(self) -> dict[str, int]:
         scale = self.accel.scale(1.0) if self.accel is not None else 1.0
         return self.recipe.timeouts.resolved(scale)

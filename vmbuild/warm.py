@@ -54,6 +54,7 @@ from vmbuild.vm import savefile
 from vmbuild.vm.domain import QEMU_NS
 from vmbuild.vm.machine import (
     LOOPBACK,
+    BootStalled,
     Machine,
     UserNetwork,
     connect,
@@ -284,9 +285,7 @@ def create(ctx: BuildContext, key: str, fields: dict[str, Any]) -> Entry:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700)
     try:
-        live = disk.overlay(ctx.parent.path, work / "live.qcow2")
-        if ctx.recipe.vm.disk_size:
-            disk.resize(live, ctx.recipe.vm.disk_size)
+        live = ctx.parent_overlay(work / "live.qcow2")
         warm_key = generate_keypair(work / "id_ed25519", comment="vmbuild-warm")
         spec = vm_spec(ctx, "warm", live)
         spec = dataclasses.replace(spec, build_key=warm_key, workdir=work / "vm",
@@ -480,7 +479,7 @@ def start_build_vm(ctx: BuildContext) -> RunningVM | None:
     """The build VM restored from a warm state (made first if missing), or None for cold.
 
     A state that fails to restore is removed and made again once; if that fails too,
-    the build boots cold on a fresh overlay of the parent.
+    or the boot that makes it stalls, the build boots cold on a fresh overlay of the parent.
     """
     fields = key_fields(ctx)
     key = cache_key(fields)
@@ -490,8 +489,13 @@ def start_build_vm(ctx: BuildContext) -> RunningVM | None:
         if not entry.exists():
             with locked(key, shared=False):
                 if not entry.exists():
-                    with events.stage("warm-create", "Saving a warm state of the parent"):
-                        entry = create(ctx, key, fields)
+                    try:
+                        with events.stage("warm-create", "Saving a warm state of the parent"):
+                            entry = create(ctx, key, fields)
+                    except BootStalled as exc:
+                        events.warn(f"{exc.message.splitlines()[0]}; booting the build VM cold")
+                        ctx.facts["warm"] = {"key": key, "fallback": True}
+                        break
                     created = True
         stack = contextlib.ExitStack()
         try:
@@ -524,8 +528,5 @@ def start_build_vm(ctx: BuildContext) -> RunningVM | None:
         )
         return vm
     assert ctx.overlay is not None
-    ctx.overlay.unlink(missing_ok=True)
-    disk.overlay(ctx.parent.path, ctx.overlay)
-    if ctx.recipe.vm.disk_size:
-        disk.resize(ctx.overlay, ctx.recipe.vm.disk_size)
+    ctx.parent_overlay(ctx.overlay)
     return None

@@ -163,7 +163,7 @@ class VM(Model):
     network: Network = setting(factory=Network, doc="guest networking")
 
 
-TIMEOUT_DEFAULTS = {"boot": 300, "ssh": 300, "cloud_init": 600, "shutdown": 180, "build": 3600}
+TIMEOUT_DEFAULTS = {"boot": 60, "ssh": 300, "cloud_init": 600, "shutdown": 180, "build": 3600}
 
 
 def _timeout_doc(what: str, name: str) -> str:
@@ -175,7 +175,13 @@ class Timeouts(Model):
     """Time limits in seconds (or 90s, 10m, 1h); unset ones take defaults scaled up under TCG."""
 
     boot: int | None = setting(
-        None, doc=_timeout_doc("domain start to first console output", "boot"), schema=DURATION
+        None,
+        doc=_timeout_doc(
+            "longest the serial console may stay silent, once written to, before SSH answers "
+            "(a stalled boot is tried once more); SSH must answer within boot + ssh",
+            "boot",
+        ),
+        schema=DURATION,
     )
     ssh: int | None = setting(None, doc=_timeout_doc("until SSH answers", "ssh"), schema=DURATION)
     cloud_init: int | None = setting(

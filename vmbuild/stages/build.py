@@ -26,8 +26,8 @@ class LaunchBuildVM(BaseStage):
         else:
             events.info(f"booting cold: {reason}")
         if self.vm is None:
-            self.vm = RunningVM.boot(ctx, "build", ctx.overlay)
-            self.vm.wait_ready()
+            overlay = ctx.overlay
+            self.vm = RunningVM.boot_ready(ctx, "build", lambda: ctx.parent_overlay(overlay))
         ctx.machine = self.vm
 
     def cleanup(self, ctx: BuildContext) -> None:

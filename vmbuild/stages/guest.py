@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from vmbuild import events
 from vmbuild.build import BuildContext
 from vmbuild.errors import BuildError
 from vmbuild.ssh import Session, tree_files
-from vmbuild.vm.machine import Machine, ReadyTimeouts, VMSpec, launch
+from vmbuild.vm.machine import BootStalled, Machine, ReadyTimeouts, VMSpec, launch
 
 REMOTE_ROOT = "/var/tmp/vmbuild"
 REBOOT_EXIT = 194
@@ -65,6 +67,7 @@ def ready_timeouts(ctx: BuildContext) -> ReadyTimeouts:
         banner=(t["boot"] + t["ssh"]) / factor,
         login=60.0,
         cloud_init=t["cloud_init"] / factor,
+        silence=t["boot"] / factor,
     )
 
 
@@ -121,6 +124,33 @@ class RunningVM:
         stack = contextlib.ExitStack()
         machine = stack.enter_context(launch(vm_spec(ctx, role, disk)))
         return cls(ctx, role, machine, stack)
+
+    @classmethod
+    def boot_ready(cls, ctx: BuildContext, role: str, make_disk: Callable[[], Path]) -> RunningVM:
+        """Boot a VM cold on a fresh disk from `make_disk()` and log in (`wait_ready`).
+
+        A boot that stalls (console silent for `timeouts.boot`; TCG guests do at times,
+        early in the kernel) is destroyed and tried once more on a fresh disk.
+        """
+        for attempt in (1, 2):
+            vm = cls.boot(ctx, role, make_disk())
+            try:
+                vm.wait_ready()
+                return vm
+            except BootStalled as exc:
+                vm.close(exc if attempt == 2 else None)
+                if attempt == 2:
+                    raise
+                console = vm.machine.console_log
+                kept = console.with_name(f"{console.stem}-stalled{console.suffix}")
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(console, kept)
+                events.warn(f"{exc.message.splitlines()[0]}; booting it again on a fresh disk "
+                            f"(that boot's console: {kept})")  # fmt: skip
+            except BaseException as exc:
+                vm.close(exc)
+                raise
+        raise AssertionError("unreachable")
 
     def wait_ready(self) -> Session:
         """Log in; cloud-init's end is awaited in the background (`self.cloud_init`),

@@ -3,7 +3,7 @@ make the build's qcow2 overlay (the parent is never written)."""
 
 from __future__ import annotations
 
-from vmbuild import disk, events, parent
+from vmbuild import events, parent
 from vmbuild.build import BuildContext, host_versions
 from vmbuild.components import agent_path, stage
 from vmbuild.keys import generate_keypair
@@ -29,6 +29,4 @@ class Prepare(BaseStage):
         ctx.agent = agent_path()
         ctx.bundle = stage(recipe.components, ctx.tmp / "bundle")
         ctx.build_key = generate_keypair(ctx.tmp / "build_key", comment=f"vmbuild-{ctx.build_id}")
-        ctx.overlay = disk.overlay(ctx.parent.path, ctx.tmp / "build.qcow2")
-        if recipe.vm.disk_size:
-            disk.resize(ctx.overlay, recipe.vm.disk_size)
+        ctx.overlay = ctx.parent_overlay(ctx.tmp / "build.qcow2")

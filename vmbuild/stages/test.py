@@ -22,11 +22,13 @@ class TestImage(BaseStage):
         self.vm: RunningVM | None = None
 
     def run(self, ctx: BuildContext) -> None:
-        assert ctx.snapshot is not None
-        overlay = disk.overlay(ctx.snapshot, ctx.tmp / "test.qcow2")
-        self.vm = RunningVM.boot(ctx, "test", overlay)
-        session = self.vm.wait_ready()
-        push_payload(ctx, session)
+        snapshot = ctx.snapshot
+        assert snapshot is not None
+        self.vm = RunningVM.boot_ready(
+            ctx, "test", lambda: disk.overlay(snapshot, ctx.tmp / "test.qcow2")
+        )
+        assert self.vm.session is not None
+        push_payload(ctx, self.vm.session)
         deadline = time.monotonic() + ctx.recipe.test.timeout
         try:
             run_phase(ctx, self.vm, "test", deadline=deadline)

@@ -77,6 +77,10 @@ class DomainExists(BuildError):
     """A domain of the same name exists already (left by an earlier run)."""
 
 
+class BootStalled(BuildError):
+    """The guest wrote to its console, then nothing more for too long before SSH came up."""
+
+
 @dataclass(frozen=True)
 class ReadyTimeouts:
     """Seconds per readiness stage under KVM; multiplied by the accelerator's factor."""
@@ -84,6 +88,9 @@ class ReadyTimeouts:
     banner: float = 120.0
     login: float = 30.0
     cloud_init: float = 300.0
+    # The longest the serial console may stay silent before sshd answers, once the guest
+    # has written to it: a stalled boot fails then, not at the banner timeout.
+    silence: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ class Machine:
         self._console_offset = 0
         self._console_partial = ""
         self._console_lock = threading.Lock()  # pumped from the cloud-init watch thread too
+        self._console_seen = time.monotonic()  # when the console last grew
         self._address: str | None = LOOPBACK if isinstance(network, UserNetwork) else None
         self._xml: str | None = None  # set by launch(): what power_cycle() starts again
         self._make_xml: Callable[[], tuple[str, UserNetwork | LibvirtNetwork]] | None = None
@@ -225,6 +233,7 @@ class Machine:
             return
         if not data:
             return
+        self._console_seen = time.monotonic()
         self._console_offset += len(data)
         text = self._console_partial + data.decode(errors="replace")
         *lines, self._console_partial = text.split("\n")
@@ -247,6 +256,22 @@ class Machine:
         panic = _PANIC.search(self.console_text())
         if panic:
             raise self.failure(f"guest kernel panic: {panic.group(0).strip()}")
+
+    def check_booting(self, silence: float) -> None:
+        """`check_alive`, and raise BootStalled once the console, after some output, has
+        been silent for `silence` seconds (as given, not scaled): a guest that stops
+        making progress while booting. A guest that never writes to it is not judged."""
+        self.check_alive()
+        quiet = time.monotonic() - self._console_seen
+        if self._console_offset and quiet > silence:
+            tail = self.console_tail()
+            raise BootStalled(
+                f"{self.name}: the guest stopped making progress while booting: no console "
+                f"output for {quiet:.0f}s (timeouts.boot)"
+                + (f"\n--- last {CONSOLE_TAIL} console lines ({self.console_log}) ---\n{tail}"
+                   if tail else ""),
+                hint=f"full console log: {self.console_log}",
+            )  # fmt: skip
 
     # -- SSH ----------------------------------------------------------------
 
@@ -295,11 +320,11 @@ class Machine:
         t = timeouts or ReadyTimeouts()
         self._ready_start = start = time.monotonic()
         try:
-            banner = self.scale(t.banner)
+            banner, silence = self.scale(t.banner), self.scale(t.silence)
             self._wait_address(banner)
             try:
                 sock = wait_for_banner(self.ssh_host, self.ssh_port, timeout=banner,
-                                       check=self.check_alive)  # fmt: skip
+                                       check=lambda: self.check_booting(silence))  # fmt: skip
             except SSHTimeout as exc:
                 raise self.failure(f"timed out waiting for sshd: {exc.message}") from exc
             events.info(f"{self.name}: sshd answers after {time.monotonic() - start:.1f}s")
@@ -405,10 +430,10 @@ class Machine:
             events.warn(f"{self.name}: no clean power-off for the reboot; destroying")
             self.destroy()
         self._recreate()
+        silence = self.scale(ReadyTimeouts().silence)
         try:
-            sock = wait_for_banner(
-                self.ssh_host, self.ssh_port, timeout=self.scale(timeout), check=self.check_alive
-            )
+            sock = wait_for_banner(self.ssh_host, self.ssh_port, timeout=self.scale(timeout),
+                                   check=lambda: self.check_booting(silence))  # fmt: skip
             fresh = Session.wait(self.target(), timeout=self.scale(60.0), check=self.check_alive,
                                  sock=sock)  # fmt: skip
         except SSHTimeout as exc:
@@ -423,6 +448,7 @@ class Machine:
         """Start the domain again from the saved XML (a new SSH port if the old one went)."""
         assert self._xml is not None and self._make_xml is not None
         libvirt = _libvirt()
+        self._console_seen = time.monotonic()
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 self.domain = self.conn.createXML(self._xml, 0)

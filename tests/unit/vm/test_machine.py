@@ -7,6 +7,7 @@ the domain, its port forwards and its cleanup can be checked in a second or two.
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,15 @@ import pytest
 from vmbuild import disk
 from vmbuild.errors import BuildError, InputError
 from vmbuild.vm import machine as machine_mod
-from vmbuild.vm.machine import VMSpec, domain_name, launch, leftover_domains, remove_leftovers
+from vmbuild.vm.machine import (
+    BootStalled,
+    ReadyTimeouts,
+    VMSpec,
+    domain_name,
+    launch,
+    leftover_domains,
+    remove_leftovers,
+)
 
 
 @pytest.fixture
@@ -130,3 +139,80 @@ def test_power_cycle_starts_a_fresh_qemu_with_the_same_forwards(spec: VMSpec) ->
         assert _listening(vm.ssh_port) and _listening(extra), "SSH and added forwards are back"
         assert vm.known_hosts.read_text().startswith(f"[127.0.0.1]:{vm.ssh_port} ")
     assert leftover_domains(prefix=vm.name) == []
+
+
+def stalling_disk(path: Path) -> Path:
+    """A qcow2 whose boot sector writes a line to COM1 and then spins forever: a guest
+    that starts, then stops making progress (as TCG guests at times do in early boot)."""
+    message = b"vmbuild stall test\r\n\x00"
+    code = bytes([
+        0x31, 0xC0,              # xor ax, ax
+        0x8E, 0xD8,              # mov ds, ax
+        0xBA, 0xF8, 0x03,        # mov dx, 0x3f8 (COM1)
+        0xBE, 0x14, 0x7C,        # mov si, 0x7c14 (the message, after this code)
+        0xAC,                    # lodsb
+        0x84, 0xC0,              # test al, al
+        0x74, 0x03,              # jz spin
+        0xEE,                    # out dx, al
+        0xEB, 0xF8,              # jmp lodsb
+        0xEB, 0xFE,              # spin: jmp spin
+    ])  # fmt: skip
+    assert len(code) == 0x14
+    raw = path.with_suffix(".raw")
+    # SeaBIOS does not boot a virtio disk of one sector: pad it to 1 MiB.
+    raw.write_bytes(((code + message).ljust(510, b"\0") + b"\x55\xaa").ljust(1 << 20, b"\0"))
+    disk.convert(raw, path, "qcow2")
+    return path
+
+
+def test_a_boot_that_stops_writing_to_the_console_is_reported_as_stalled(
+    spec: VMSpec, tmp_path: Path
+) -> None:
+    stalling = replace(spec, disk=stalling_disk(tmp_path / "stall.qcow2"))
+    with launch(stalling) as vm:
+        start = time.monotonic()
+        with pytest.raises(BootStalled, match="stopped making progress") as caught:
+            vm.wait_ready(ReadyTimeouts(banner=45 / vm.scale(1.0), silence=2 / vm.scale(1.0)))
+        assert time.monotonic() - start < 60, "long before the banner timeout"
+        assert "vmbuild stall test" in caught.value.message, "the console tail is shown"
+
+
+def test_a_guest_that_never_writes_to_the_console_is_not_judged(spec: VMSpec) -> None:
+    with launch(spec) as vm:  # the blank disk: SeaBIOS finds nothing and writes nothing
+        time.sleep(1.5)
+        vm.check_booting(1.0)
+
+
+def test_a_stalled_boot_is_tried_once_more_on_a_fresh_disk(tmp_path: Path, build_id: str) -> None:
+    from vmbuild import events
+    from vmbuild.build import BuildContext, BuildOptions
+    from vmbuild.config import Recipe
+    from vmbuild.stages.guest import RunningVM
+    from vmbuild.vm import accel
+
+    recipe = Recipe.from_dict({
+        "name": "stall", "version": "1.0.0", "parent": {"path": str(tmp_path / "p.qcow2")},
+        "vm": {"cpus": 1, "memory": 256, "accelerator": "tcg"},
+        "timeouts": {"boot": 2, "ssh": 45},
+    })  # fmt: skip
+    ctx = BuildContext(recipe, BuildOptions(), build_id, tmp_path / "build")
+    ctx.accel = accel.tcg()
+    disks: list[Path] = []
+
+    def fresh_disk() -> Path:
+        disks.append(stalling_disk(tmp_path / f"stall-{len(disks)}.qcow2"))
+        return disks[-1]
+
+    seen: list[events.Event] = []
+    unsubscribe = events.subscribe(seen.append)
+    try:
+        with pytest.raises(BootStalled, match="stopped making progress"):
+            RunningVM.boot_ready(ctx, "test", fresh_disk)
+    finally:
+        unsubscribe()
+    assert len(disks) == 2, "the second boot gets a disk of its own"
+    warnings = [e.message for e in seen if e.kind == "warning"]
+    assert len(warnings) == 1 and "booting it again on a fresh disk" in warnings[0]
+    kept = ctx.logs / "console-test-stalled.log"
+    assert kept.read_bytes().startswith(b"vmbuild stall test"), "the first boot's console"
+    assert leftover_domains(prefix=domain_name(build_id, "test")) == []
