@@ -44,6 +44,15 @@ if ! virsh -c qemu:///system version >/dev/null 2>&1; then
   for _ in $(seq 1 30); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
 fi
 virsh -c qemu:///system version >/dev/null
+# A libvirtd started otherwise, without systemd as PID 1 or tini as its parent, leaves
+# exited QEMUs to PID 1 to reap: say so, as every VM stop may then wait for it.
+if [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] && pid=$(pgrep -xo libvirtd); then
+  parent=$(ps -o comm= -p "$(ps -o ppid= -p "$pid" | tr -d ' ')" 2>/dev/null || true)
+  if [ "$parent" != tini ]; then
+    echo "setup: note: libvirtd (pid $pid) has no reaping parent; each VM stop may wait" \
+         "for PID 1 to reap QEMU. To restart it under tini: pkill -x libvirtd; make setup" >&2
+  fi
+fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
