@@ -156,10 +156,12 @@ def produce(
     formats: Sequence[Any],
     *,
     threads: int | None = None,
+    image_sha256: str | None = None,
 ) -> list[dict[str, Any]]:
     """Convert `image` into every requested format under `out_dir`.
 
     Returns one dict per output: format, path, sha256, size (plus the options used).
+    An output that is the image itself, linked, takes `image_sha256` when given.
     Each output is read back and compared with the source before it is reported;
     a failed conversion leaves no file under the final name.
     """
@@ -172,7 +174,7 @@ def produce(
         if _is_already(source, spec):
             events.info(f"{dest.name}: the image already is this output; linking it")
             _link_or_copy(image, dest)
-            results.append(_describe(spec, dest))
+            results.append(_describe(spec, dest, image_sha256))
             continue
         events.info(f"converting to {spec.format}: {dest.name}")
         with atomic_path(dest) as tmp:
@@ -194,8 +196,8 @@ def produce(
     return results
 
 
-def _describe(spec: FormatSpec, dest: Path) -> dict[str, Any]:
-    return {**spec.describe(), "path": str(dest), "sha256": sha256_file(dest),
+def _describe(spec: FormatSpec, dest: Path, sha256: str | None = None) -> dict[str, Any]:
+    return {**spec.describe(), "path": str(dest), "sha256": sha256 or sha256_file(dest),
             "size": dest.stat().st_size}  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import logging
 import shlex
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class Background:
             self.argv = ["nice", "-n", str(nice), *self.argv]
         log.debug("$ %s &", shlex.join(self.argv))
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in wait/stop
+        self._lock = threading.Lock()
         try:
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
                                          stderr=self._stderr, text=True)  # fmt: skip
@@ -87,15 +89,23 @@ class Background:
         except subprocess.TimeoutExpired as exc:
             self.stop()
             raise CommandError(self.argv, -1, f"timed out after {timeout}s") from exc
-        self._stderr.seek(0)
-        stderr = self._stderr.read()
-        self._stderr.close()
         if code != 0:
-            raise CommandError(self.argv, code, stderr)
+            raise CommandError(self.argv, code, self._take_stderr())
+        self._take_stderr()
 
     def stop(self) -> None:
-        """Kill it if it still runs, and reap it."""
+        """Kill it if it still runs, and reap it (safe while another thread waits)."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        self._stderr.close()
+        self._take_stderr()
+
+    def _take_stderr(self) -> str:
+        """Its standard error, once; the file is closed after."""
+        with self._lock:
+            if self._stderr.closed:
+                return ""
+            self._stderr.seek(0)
+            text = self._stderr.read()
+            self._stderr.close()
+            return text

@@ -12,6 +12,7 @@ import pytest
 
 from vmbuild import disk
 from vmbuild.errors import CommandError
+from vmbuild.fsutil import sha256_file
 from vmbuild.proc import Background
 from vmbuild.stages.snapshot import ImageJob
 
@@ -48,8 +49,9 @@ def test_image_job_compresses_the_same_bytes(tmp_path: Path) -> None:
     build_dir = tmp_path / "build"
     build_dir.mkdir()
     job = ImageJob(SimpleNamespace(build_dir=build_dir), snapshot, "zstd")
-    image = job.finish()
+    image, digest = job.finish()
     assert image == build_dir / "image.qcow2"
+    assert digest == sha256_file(image), "hashed in the background, after the compression"
     assert disk.info(image).compression == "zstd"
     assert disk.compare(image, snapshot)
     assert image.stat().st_size < snapshot.stat().st_size

@@ -34,7 +34,7 @@ class Output(BaseStage):
             basename = f"{ctx.recipe.name}-{ctx.recipe.version}"
             produced = formats.produce(
                 ctx.image, ctx.build_dir / "outputs", basename, wanted,
-                threads=ctx.recipe.output.get("threads"),
+                threads=ctx.recipe.output.get("threads"), image_sha256=image["sha256"],
             )  # fmt: skip
             for out in produced:
                 out["path"] = str(Path(out["path"]).relative_to(ctx.build_dir))

@@ -11,6 +11,7 @@ directly into `image.qcow2`.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import Future
 from pathlib import Path
 
 from vmbuild import disk, events
@@ -23,7 +24,8 @@ BACKGROUND_NICE = 19
 
 
 class ImageJob:
-    """`image.qcow2` being compressed from the snapshot in the background."""
+    """`image.qcow2` being compressed from the snapshot in the background, then checked
+    and hashed there too, so the output stage only picks up the result."""
 
     def __init__(self, ctx: BuildContext, snapshot: Path, compression: str) -> None:
         self.ctx = ctx
@@ -38,18 +40,28 @@ class ImageJob:
         except BaseException as exc:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
+        self._digest: Future[str] = Future()
+        events.in_thread(self._complete, "image-job")
 
-    def finish(self) -> Path:
-        """Wait for it, check it, and put it under its final name."""
+    def _complete(self) -> None:
+        """In a thread: wait for the compression, check the image, hash it."""
         try:
             self._job.wait()
             disk.check(self.tmp)
+            self._digest.set_result(sha256_file(self.tmp))
+        except BaseException as exc:  # handed to finish()
+            self._digest.set_exception(exc)
+
+    def finish(self) -> tuple[Path, str]:
+        """Wait for it; put it under its final name. Returns the image and its sha256."""
+        try:
+            digest = self._digest.result()
         except BaseException as exc:
             self._job.stop()
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
         self._stack.close()
-        return self.dest
+        return self.dest, digest
 
     def stop(self) -> None:
         """Kill it and remove the partial file."""
@@ -58,8 +70,11 @@ class ImageJob:
         self._stack.__exit__(RuntimeError, error, None)
 
 
-def record_image(ctx: BuildContext, image: Path, compression: str) -> None:
-    """Make `image` the build's image and describe it for the manifest."""
+def record_image(
+    ctx: BuildContext, image: Path, compression: str, sha256: str | None = None
+) -> None:
+    """Make `image` the build's image and describe it for the manifest (`sha256` when
+    it is known already)."""
     ctx.image = image
     info = disk.info(image)
     ctx.facts["image"] = {
@@ -68,7 +83,7 @@ def record_image(ctx: BuildContext, image: Path, compression: str) -> None:
         "compression": compression,
         "virtual_size": info.virtual_size,
         "size": image.stat().st_size,
-        "sha256": sha256_file(image),
+        "sha256": sha256 or sha256_file(image),
     }
     events.info(f"image: {image} ({image.stat().st_size / 2**20:.0f} MiB, {compression})")
 
@@ -79,7 +94,8 @@ def finish_image(ctx: BuildContext) -> None:
     if job is None:
         return
     with events.stage("compress", "Waiting for the compressed image"):
-        record_image(ctx, job.finish(), job.compression)
+        image, digest = job.finish()
+        record_image(ctx, image, job.compression, digest)
     ctx.image_job = None
 
 
