@@ -479,7 +479,8 @@ def start_build_vm(ctx: BuildContext) -> RunningVM | None:
     """The build VM restored from a warm state (made first if missing), or None for cold.
 
     A state that fails to restore is removed and made again once; if that fails too,
-    or the boot that makes it stalls, the build boots cold on a fresh overlay of the parent.
+    or the boot that makes it stalls, the build boots cold (`RunningVM.boot_ready` makes
+    a fresh overlay of the parent, replacing whatever a restore left in `ctx.overlay`).
     """
     fields = key_fields(ctx)
     key = cache_key(fields)
@@ -527,6 +528,4 @@ def start_build_vm(ctx: BuildContext) -> RunningVM | None:
             f"restored warm state {key[:12]} in {seconds:.1f}s (port {vm.machine.ssh_port})"
         )
         return vm
-    assert ctx.overlay is not None
-    ctx.parent_overlay(ctx.overlay)
-    return None
+    return None  # the caller boots cold, on a fresh overlay of the parent

@@ -155,10 +155,11 @@ class RunningVM:
     def wait_ready(self) -> Session:
         """Log in; cloud-init's end is awaited in the background (`self.cloud_init`),
         and the first agent run waits for it at its gate (`run_phase`)."""
-        session = self.machine.wait_ready(ready_timeouts(self.ctx), cloud_init=False)
+        timeouts = ready_timeouts(self.ctx)
+        session = self.machine.wait_ready(timeouts, cloud_init=False)
         self.session = session
         self.stack.callback(self.close_session)
-        self.cloud_init = self.machine.watch_cloud_init(session, ready_timeouts(self.ctx))
+        self.cloud_init = self.machine.watch_cloud_init(session, timeouts)
         self.ctx.facts.setdefault("boot_seconds", {})[self.role] = round(
             self.machine.ssh_seconds or 0.0, 1
         )
