@@ -65,7 +65,7 @@ from vmbuild.vm.machine import (
 )
 from vmbuild.vm.network import SSH_PORT, Forward
 
-FORMAT = 2  # bump when the entry layout or the way states are made changes
+FORMAT = 3  # bump when the entry layout or the way states are made changes
 DEFAULT_MAX_BYTES = 20 * 2**30
 IDENTITY_GROUPS = ("ssh_host_keys", "machine_id", "cloud_init")
 RESTORE_ATTEMPTS = 4

@@ -56,6 +56,7 @@ def test_user_network_hostfwd_on_loopback_with_explicit_slot() -> None:
     device = args[args.index("-device") + 1]
     assert "hostfwd=tcp:127.0.0.1:40022-:22" in netdev
     assert f"addr={USER_NIC_SLOT:#x}" in device and "mac=52:54:00:12:34:56" in device
+    assert device.endswith(",romfile="), "no option ROM: the VMs boot from disk"
     assert root.find("devices/interface") is None
     slots = _slots(root)
     assert len(slots) == len(set(slots)) and USER_NIC_SLOT not in slots
@@ -104,6 +105,7 @@ def test_libvirt_network_mode() -> None:
     assert iface.find("source").get("network") == "default"
     assert iface.find("mac").get("address") == "52:54:00:aa:bb:cc"
     assert iface.find("model").get("type") == "virtio"
+    assert iface.find("rom").get("enabled") == "no"
     channel = root.find("devices/channel")
     assert channel.find("target").get("name") == "org.qemu.guest_agent.0"
     slots = _slots(root)
