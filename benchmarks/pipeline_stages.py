@@ -36,8 +36,9 @@ from vmbuild.signals import interruptible, shielded
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEMO = ROOT / "images" / "recipes" / "demo.yml"
-# The stages up to the finished snapshot: what Packer's whole build does.
-BUILD_STAGES = ("prepare", "launch", "build", "sanitize", "snapshot")
+# The stages before the snapshot; the build stage ends once image.qcow2 is written
+# (in the background when a test VM follows): what Packer's whole build does.
+BUILD_STAGES = ("prepare", "launch", "build", "sanitize")
 # Cache folders a private cache borrows from the user's cache (base images are big and
 # slow to make; warm states are what the benchmark measures, so those stay private).
 SHARED_KINDS = ("bootstrap", "downloads")
@@ -131,14 +132,18 @@ class BuildRun:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     sub_stage_seconds: dict[str, float] = field(default_factory=dict)
     boot_seconds: dict[str, float] = field(default_factory=dict)
+    image_written_seconds: float | None = None  # snapshot start → image.qcow2 written
     warm: dict[str, Any] | None = None
     build_dir: str | None = None
     error: str | None = None
 
     @property
     def build_stage_seconds(self) -> float:
-        """prepare + launch + build + sanitize + snapshot: the build up to its image."""
-        return round(sum(self.stage_seconds.get(s, 0.0) for s in BUILD_STAGES), 3)
+        """prepare + launch + build + sanitize, then until image.qcow2 was written and
+        checked (the snapshot stage, or its background job when a test VM follows)."""
+        before = sum(self.stage_seconds.get(s, 0.0) for s in BUILD_STAGES)
+        snapshot = self.stage_seconds.get("snapshot", 0.0)
+        return round(before + max(snapshot, self.image_written_seconds or 0.0), 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "build_stage_seconds": self.build_stage_seconds}
@@ -213,6 +218,7 @@ def run_vmbuild(
         stage_seconds=manifest.get("stage_seconds", {}),
         sub_stage_seconds=_nested_stages(builds[-1].parent / "logs" / "events.jsonl"),
         boot_seconds=manifest.get("boot_seconds", {}),
+        image_written_seconds=(manifest.get("image") or {}).get("written_seconds"),
         warm=manifest.get("warm"),
         build_dir=str(builds[-1].parent),
         error=manifest.get("error"),
@@ -296,10 +302,11 @@ COLUMNS = [
     ("build (stage)", lambda r: r.stage_seconds.get("build")),
     ("sanitize", lambda r: r.stage_seconds.get("sanitize")),
     ("snapshot", lambda r: r.stage_seconds.get("snapshot")),
+    ("image written", lambda r: r.image_written_seconds),
     ("test", lambda r: r.stage_seconds.get("test")),
     ("test boot to SSH", lambda r: r.boot_seconds.get("test")),
     ("output", lambda r: r.stage_seconds.get("output")),
-    ("up to snapshot", lambda r: r.build_stage_seconds),
+    ("up to the image", lambda r: r.build_stage_seconds),
     ("wall", lambda r: r.wall_seconds),
 ]
 
@@ -325,8 +332,11 @@ def markdown(data: dict[str, Any], runs: list[BuildRun]) -> str:
         f"Recipe `{data['recipe']}`, run with `vmbuild --json run --accel tcg "
         '--no-distribute` (cold adds `--no-warm`). "launch" holds boot to SSH (cold) or '
         "the restore of the warm state (warm), plus saving the state on the first warm "
-        'build (warm-create). "up to snapshot" is prepare+launch+build+sanitize+snapshot; '
-        '"wall" is the whole `vmbuild run`, test VM (booted cold) included.\n\n'
+        'build (warm-create). "image written" counts from the snapshot stage\'s start until '
+        "image.qcow2 was written and checked: with a test VM that runs in the background, "
+        'while the test VM boots. "up to the image" is prepare+launch+build+sanitize plus '
+        'the longer of snapshot and image written; "wall" is the whole `vmbuild run`, test '
+        "VM (booted cold) included.\n\n"
         + stage_table(runs)
         + ("\n" + notes if notes else "")
         + "\n"

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,9 +69,13 @@ class BuildContext:
     machine: Any = None  # the running build VM (vmbuild.vm.machine.Machine)
     session: Any = None  # its SSH session
     image: Path | None = None  # image.qcow2, once it is complete
-    snapshot: Path | None = None  # the standalone image the test VM boots
-    image_job: Any = None  # vmbuild.stages.snapshot.ImageJob while it compresses
+    image_source: Path | None = None  # the final build disk: image.qcow2's bytes, which
+    # the test VM boots (an overlay of) while they are written in the background
+    image_job: Any = None  # vmbuild.stages.snapshot.ImageJob while it writes image.qcow2
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    # Work a stage left running in the background (the test VM's teardown) that must
+    # finish before the build is complete.
+    pending: list[Future[Any]] = field(default_factory=list)
 
     @property
     def tmp(self) -> Path:
@@ -99,6 +104,11 @@ class BuildContext:
         if self.recipe.vm.disk_size:
             disk.resize(path, self.recipe.vm.disk_size)
         return path
+
+    def join_pending(self) -> None:
+        """Wait for the background work stages left running; raise the first failure."""
+        while self.pending:
+            self.pending.pop(0).result()
 
     def timeouts(self) -> dict[str, int]:
         scale = self.accel.scale(1.0) if self.accel is not None else 1.0

@@ -13,8 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 Listener = Callable[["Event"], None]
 
@@ -73,6 +76,23 @@ def in_thread(target: Callable[[], None], name: str) -> threading.Thread:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def submit(func: Callable[[], T], name: str) -> Future[T]:
+    """Run `func` in a thread (`in_thread`); its result or exception lands in the future."""
+    future: Future[T] = Future()
+    future.set_running_or_notify_cancel()
+
+    def run() -> None:
+        try:
+            result = func()
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    in_thread(run, name)
+    return future
 
 
 def info(message: str, **data: Any) -> None:

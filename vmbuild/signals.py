@@ -22,7 +22,11 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only)."""
+    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only).
+
+    A block entered in the main thread may end in another (a VM destroyed in the
+    background): the handler is then left in place; `run_stages`, whose own block
+    encloses every VM, restores the original."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -30,7 +34,8 @@ def interruptible() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -82,3 +82,20 @@ def test_failing_cleanup_is_reported_and_others_still_run():
     assert any("cleanup of b failed: disk gone" in w for w in warnings)
     ends = [e for e in seen if e.kind == "stage-end"]
     assert [e.data["status"] for e in ends] == ["ok", "ok"]
+
+
+def test_interruptible_block_may_end_in_another_thread():
+    """A VM launched in the main thread is destroyed by a background teardown: its
+    `interruptible` block ends there, which must neither raise nor drop the handler."""
+    import contextlib
+
+    from vmbuild.signals import interruptible
+
+    original = signal.getsignal(signal.SIGTERM)
+    stack = contextlib.ExitStack()
+    stack.enter_context(interruptible())
+    assert signal.getsignal(signal.SIGTERM) is not original
+    done = events.submit(stack.close, "teardown")
+    assert done.result(timeout=10) is None
+    assert signal.getsignal(signal.SIGTERM) is not original, "left for run_stages to restore"
+    signal.signal(signal.SIGTERM, original)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from vmbuild import events, warm
@@ -49,6 +48,4 @@ class RunPhases(BaseStage):
                 with events.stage(f"phase:{phase}", f"{phase} phase"):
                     run_phase(ctx, vm, phase, deadline=deadline)
         finally:
-            if vm.session is not None and vm.session.is_active():
-                with contextlib.suppress(Exception):
-                    fetch_logs(vm.session, ctx.logs / "agent-build")
+            fetch_logs(vm, ctx.logs / "agent-build")

@@ -47,6 +47,7 @@ class Output(BaseStage):
         entries = {(image["sha256"], image["path"])}
         entries.update((o["sha256"], o["path"]) for o in ctx.outputs)
         write_sums(ctx.build_dir, sorted(entries, key=lambda e: e[1]))
+        ctx.join_pending()
         write_manifest(ctx)
         ctx.facts["complete"] = True
 

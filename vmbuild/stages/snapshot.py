@@ -1,18 +1,21 @@
 """Snapshot: flatten the build overlay (and its backing chain) into a standalone qcow2.
 
-When a test VM comes next and the recipe wants a compressed image, the snapshot is
-written uncompressed first (about a second). The test VM boots those bytes, while
-`image.qcow2` is compressed from them in the background at low CPU priority; the
-output stage waits for it. Compressing is the slow part, and it overlaps the test
-VM's boot instead of delaying it. Without a test VM, the snapshot is compressed
-directly into `image.qcow2`.
+When a test VM comes next, nothing is flattened on the way to it: the build VM is off,
+so its overlay is final and read-only from here on. The test VM boots a throwaway
+overlay of it (stages/test.py), the very bytes `image.qcow2` is being written from
+meanwhile, in the background at low CPU priority (compressed or not, then checked and
+hashed); the output stage waits for it. Flattening (and compressing, the slow part)
+thus overlaps the test VM's boot instead of delaying it. Without a test VM, the image
+is written directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from vmbuild import disk, events
 from vmbuild.build import BuildContext
@@ -24,33 +27,33 @@ BACKGROUND_NICE = 19
 
 
 class ImageJob:
-    """`image.qcow2` being compressed from the snapshot in the background, then checked
-    and hashed there too, so the output stage only picks up the result."""
+    """`image.qcow2` being written from `source` (a qcow2 and its backing chain) in the
+    background, compressed unless `compression` is "none", then checked and hashed there
+    too, so the output stage only picks up the result. `written_seconds`: from the
+    start until the image was written and checked."""
 
-    def __init__(self, ctx: BuildContext, snapshot: Path, compression: str) -> None:
+    def __init__(self, ctx: BuildContext, source: Path, compression: str) -> None:
         self.ctx = ctx
         self.compression = compression
+        self.started = time.monotonic()
+        self.written_seconds: float | None = None
         self.dest = ctx.build_dir / "image.qcow2"
         self._stack = contextlib.ExitStack()
         self.tmp = self._stack.enter_context(atomic_path(self.dest))
         try:
-            argv = disk.convert_argv(snapshot, self.tmp, "qcow2", compress=True,
-                                     options={"compression_type": compression})  # fmt: skip
+            argv = disk.convert_argv(source, self.tmp, "qcow2", **convert_options(compression))
             self._job = Background(argv, nice=BACKGROUND_NICE)
         except BaseException as exc:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._digest: Future[str] = Future()
-        events.in_thread(self._complete, "image-job")
+        self._digest: Future[str] = events.submit(self._complete, "image-job")
 
-    def _complete(self) -> None:
-        """In a thread: wait for the compression, check the image, hash it."""
-        try:
-            self._job.wait()
-            disk.check(self.tmp)
-            self._digest.set_result(sha256_file(self.tmp))
-        except BaseException as exc:  # handed to finish()
-            self._digest.set_exception(exc)
+    def _complete(self) -> str:
+        """In a thread: wait for the conversion, check the image, hash it."""
+        self._job.wait()
+        disk.check(self.tmp)
+        self.written_seconds = round(time.monotonic() - self.started, 3)
+        return sha256_file(self.tmp)
 
     def finish(self) -> tuple[Path, str]:
         """Wait for it; put it under its final name. Returns the image and its sha256."""
@@ -70,11 +73,20 @@ class ImageJob:
         self._stack.__exit__(RuntimeError, error, None)
 
 
+def convert_options(compression: str) -> dict[str, Any]:
+    """`disk.convert_argv` keywords for a qcow2 image with `compression` (zstd, zlib, none)."""
+    if compression == "none":
+        return {}
+    return {"compress": True, "options": {"compression_type": compression}}
+
+
 def record_image(
-    ctx: BuildContext, image: Path, compression: str, sha256: str | None = None
-) -> None:
-    """Make `image` the build's image and describe it for the manifest (`sha256` when
-    it is known already)."""
+    ctx: BuildContext, image: Path, compression: str, written_seconds: float,
+    sha256: str | None = None,
+) -> None:  # fmt: skip
+    """Make `image` the build's image and describe it for the manifest: `written_seconds`
+    from the snapshot stage's start until it was written and checked; `sha256` when it
+    is known already."""
     ctx.image = image
     info = disk.info(image)
     ctx.facts["image"] = {
@@ -84,6 +96,7 @@ def record_image(
         "virtual_size": info.virtual_size,
         "size": image.stat().st_size,
         "sha256": sha256 or sha256_file(image),
+        "written_seconds": written_seconds,
     }
     events.info(f"image: {image} ({image.stat().st_size / 2**20:.0f} MiB, {compression})")
 
@@ -93,10 +106,13 @@ def finish_image(ctx: BuildContext) -> None:
     job: ImageJob | None = ctx.image_job
     if job is None:
         return
-    with events.stage("compress", "Waiting for the compressed image"):
+    with events.stage("compress", "Waiting for the image written in the background"):
         image, digest = job.finish()
-        record_image(ctx, image, job.compression, digest)
+        assert job.written_seconds is not None
+        record_image(ctx, image, job.compression, job.written_seconds, digest)
     ctx.image_job = None
+    if ctx.overlay is not None:  # its bytes are in the image now, and the test VM is gone
+        ctx.overlay.unlink(missing_ok=True)
 
 
 class Snapshot(BaseStage):
@@ -106,24 +122,18 @@ class Snapshot(BaseStage):
     def run(self, ctx: BuildContext) -> None:
         assert ctx.overlay is not None
         compression = ctx.recipe.snapshot.compression.value
-        if compression != "none" and ctx.tests_image:
-            snapshot = ctx.tmp / "snapshot.qcow2"
-            with atomic_path(snapshot) as tmp:
-                disk.convert(ctx.overlay, tmp, "qcow2")
-                disk.check(tmp)
-            ctx.snapshot = snapshot
-            ctx.image_job = ImageJob(ctx, snapshot, compression)
-            events.info(f"snapshot: {snapshot} (uncompressed, for the test VM); "
-                        f"compressing {ctx.image_job.dest.name} in the background")  # fmt: skip
-        else:
-            dest = ctx.build_dir / "image.qcow2"
-            options = {} if compression == "none" else {"compression_type": compression}
-            with atomic_path(dest) as tmp:
-                disk.convert(ctx.overlay, tmp, "qcow2", options=options,
-                             compress=compression != "none")  # fmt: skip
-                disk.check(tmp)
-            ctx.snapshot = dest
-            record_image(ctx, dest, compression)
+        if ctx.tests_image:
+            ctx.image_source = ctx.overlay
+            ctx.image_job = ImageJob(ctx, ctx.overlay, compression)
+            events.info(f"writing image.qcow2 ({compression}) from {ctx.overlay.name} in the "
+                        "background; the test VM boots an overlay of the same disk")  # fmt: skip
+            return
+        start = time.monotonic()
+        dest = ctx.build_dir / "image.qcow2"
+        with atomic_path(dest) as tmp:
+            disk.convert(ctx.overlay, tmp, "qcow2", **convert_options(compression))
+            disk.check(tmp)
+        record_image(ctx, dest, compression, round(time.monotonic() - start, 3))
         ctx.overlay.unlink(missing_ok=True)
 
     def cleanup(self, ctx: BuildContext) -> None:

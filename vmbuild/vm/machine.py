@@ -355,21 +355,13 @@ class Machine:
         start-up overlaps cloud-init's last stage, gating what must wait for it.
         """
         timeout = self.scale((timeouts or ReadyTimeouts()).cloud_init)
-        future: Future[None] = Future()
-        future.set_running_or_notify_cancel()
 
         def wait() -> None:
-            try:
-                self._wait_cloud_init(session, timeout)
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
-                return
+            self._wait_cloud_init(session, timeout)
             self.cloud_init_seconds = time.monotonic() - self._ready_start
             events.info(f"{self.name}: cloud-init done after {self.cloud_init_seconds:.1f}s")
-            future.set_result(None)
 
-        events.in_thread(wait, f"{self.name}-cloud-init")
-        return future
+        return events.submit(wait, f"{self.name}-cloud-init")
 
     def _wait_cloud_init(self, session: Session, timeout: float) -> None:
         stop = threading.Event()
