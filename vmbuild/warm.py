@@ -419,9 +419,11 @@ def _adopt(ctx: BuildContext, entry: Entry, conn: Any, domain: Any, port: int,
                       meta["host_keys"], files)  # fmt: skip
     vm = RunningVM(ctx, "build", machine, stack)
     session = Session.wait(machine.target(), timeout=machine.scale(60), check=machine.check_alive)
-    try:
+
+    def settle() -> None:
         # One command: the clock (it stopped while the state sat on disk), then the
-        # build's key in place of the warm key.
+        # build's key in place of the warm key. It runs while vmbuild pushes the
+        # payload and starts the agent, which waits at its gate until it is done.
         # The build user writes its own file: no second sudo (each costs under TCG).
         session.run(
             f"sudo -n date -u -s @{time.time():.3f} >/dev/null && umask 077 && "
@@ -429,14 +431,13 @@ def _adopt(ctx: BuildContext, entry: Entry, conn: Any, domain: Any, port: int,
             f"mv -f ~/.ssh/authorized_keys.new ~/.ssh/authorized_keys",
             input=ctx.build_key.public + "\n", check=True, timeout=60,
         )  # fmt: skip
-    except BaseException:
-        session.close()
-        raise
-    # This login stays valid; the warm key no longer opens a new one, and every later
-    # login (after a reboot) uses the build's key.
-    machine.key = ctx.build_key
-    session.target = machine.target()
+        # This login stays valid; the warm key no longer opens a new one, and every
+        # later login (after a reboot) uses the build's key.
+        machine.key = ctx.build_key
+        session.target = machine.target()
+
     vm.session = session
+    vm.settling = events.submit(settle, f"{machine.name}-settle")
     vm.stack.callback(vm.close_session)
     return vm
 

@@ -116,7 +116,9 @@ class RunningVM:
         self.machine = machine
         self.stack = stack
         self.session: Session | None = None
-        self.cloud_init: Future[None] | None = None  # set while cloud-init may still run
+        # Set while something every step relies on may still be under way: cloud-init's
+        # last stage on a cold boot, the clock and key on a restored VM (warm.py).
+        self.settling: Future[None] | None = None
 
     @classmethod
     def boot(cls, ctx: BuildContext, role: str, disk: Path) -> RunningVM:
@@ -153,23 +155,23 @@ class RunningVM:
         raise AssertionError("unreachable")
 
     def wait_ready(self) -> Session:
-        """Log in; cloud-init's end is awaited in the background (`self.cloud_init`),
+        """Log in; cloud-init's end is awaited in the background (`self.settling`),
         and the first agent run waits for it at its gate (`run_phase`)."""
         timeouts = ready_timeouts(self.ctx)
         session = self.machine.wait_ready(timeouts, cloud_init=False)
         self.session = session
         self.stack.callback(self.close_session)
-        self.cloud_init = self.machine.watch_cloud_init(session, timeouts)
+        self.settling = self.machine.watch_cloud_init(session, timeouts)
         self.ctx.facts.setdefault("boot_seconds", {})[self.role] = round(
             self.machine.ssh_seconds or 0.0, 1
         )
         return session
 
-    def wait_cloud_init(self) -> None:
-        """Block until cloud-init is done (raises its failure); then there is no gate."""
-        if self.cloud_init is not None:
-            self.cloud_init.result()
-            self.cloud_init = None
+    def wait_settled(self) -> None:
+        """Block until `settling` is done (raises its failure); then there is no gate."""
+        if self.settling is not None:
+            self.settling.result()
+            self.settling = None
 
     def close_session(self) -> None:
         if self.session is not None:
@@ -223,14 +225,15 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
     reboot and resume when the agent asks. Returns the agent's summary ({} if no
     component has the phase); raises BuildError naming the failed steps.
 
-    While cloud-init may still be running (a cold boot), the agent starts at once but
-    waits at its gate (`--gate stdin`) until vmbuild has seen cloud-init finish cleanly:
-    the agent's start-up overlaps cloud-init's last stage, and no step runs before it.
+    While the VM is still settling (cloud-init's last stage on a cold boot, the clock
+    and key on a restored VM), the agent starts at once but waits at its gate (`--gate
+    stdin`) until that has finished cleanly: the agent's start-up overlaps it, and no
+    step runs before it.
     """
     assert vm.session is not None
     args = ctx.bundle.phase_arguments(phase)
     if args is None:
-        vm.wait_cloud_init()
+        vm.wait_settled()
         events.info(f"no component has a {phase} phase")
         return {}
     argv = [
@@ -240,14 +243,14 @@ def run_phase(ctx: BuildContext, vm: RunningVM, phase: str, *, deadline: float) 
     ]  # fmt: skip
 
     def open_gate() -> bytes:
-        vm.wait_cloud_init()
+        vm.wait_settled()
         return GATE_OPEN
 
     for reboot in range(MAX_REBOOTS + 1):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BuildError(f"{phase} phase: timed out (timeouts.build / test.timeout)")
-        gate = ["--gate", "stdin"] if vm.cloud_init is not None else []
+        gate = ["--gate", "stdin"] if vm.settling is not None else []
         result = vm.session.run(
             f"cd {REMOTE_ROOT}/bundle && {shlex.join(argv + gate)}",
             stream=lambda line, _name: events.output(line), timeout=remaining,
