@@ -48,6 +48,8 @@ class Output(BaseStage):
         entries.update((o["sha256"], o["path"]) for o in ctx.outputs)
         write_sums(ctx.build_dir, sorted(entries, key=lambda e: e[1]))
         ctx.join_pending()
+        if ctx.overlay is not None:  # in the image now, and no test VM reads it any more
+            ctx.overlay.unlink(missing_ok=True)
         write_manifest(ctx)
         ctx.facts["complete"] = True
 

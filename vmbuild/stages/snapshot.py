@@ -111,8 +111,6 @@ def finish_image(ctx: BuildContext) -> None:
         assert job.written_seconds is not None
         record_image(ctx, image, job.compression, job.written_seconds, digest)
     ctx.image_job = None
-    if ctx.overlay is not None:  # its bytes are in the image now, and the test VM is gone
-        ctx.overlay.unlink(missing_ok=True)
 
 
 class Snapshot(BaseStage):
