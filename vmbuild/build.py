@@ -65,12 +65,11 @@ class BuildContext:
     agent: Path | None = None
     accel: Any = None  # vmbuild.vm.accel.Accelerator
     build_key: Any = None  # vmbuild.keys.KeyPair shared by the build and test VMs
-    overlay: Path | None = None
+    overlay: Path | None = None  # the build disk; once the build VM is off, image.qcow2's
+    # bytes, which the test VM boots (an overlay of) while they are written
     machine: Any = None  # the running build VM (vmbuild.vm.machine.Machine)
     session: Any = None  # its SSH session
     image: Path | None = None  # image.qcow2, once it is complete
-    image_source: Path | None = None  # the final build disk: image.qcow2's bytes, which
-    # the test VM boots (an overlay of) while they are written in the background
     image_job: Any = None  # vmbuild.stages.snapshot.ImageJob while it writes image.qcow2
     outputs: list[dict[str, Any]] = field(default_factory=list)
     # Work a stage left running in the background (the test VM's teardown) that must

@@ -19,6 +19,7 @@ from typing import Any
 
 from vmbuild import disk, events
 from vmbuild.build import BuildContext
+from vmbuild.formats import FormatSpec
 from vmbuild.fsutil import atomic_path, sha256_file
 from vmbuild.pipeline import BaseStage
 from vmbuild.proc import Background
@@ -74,10 +75,10 @@ class ImageJob:
 
 
 def convert_options(compression: str) -> dict[str, Any]:
-    """`disk.convert_argv` keywords for a qcow2 image with `compression` (zstd, zlib, none)."""
-    if compression == "none":
-        return {}
-    return {"compress": True, "options": {"compression_type": compression}}
+    """`disk.convert_argv` keywords for a qcow2 image with `compression` (zstd, zlib,
+    none), as the qcow2 output format chooses them."""
+    options, compress = FormatSpec("qcow2", compression=compression).qemu_options()
+    return {"options": options, "compress": compress}
 
 
 def record_image(
@@ -120,8 +121,7 @@ class Snapshot(BaseStage):
     def run(self, ctx: BuildContext) -> None:
         assert ctx.overlay is not None
         compression = ctx.recipe.snapshot.compression.value
-        if ctx.tests_image:
-            ctx.image_source = ctx.overlay
+        if ctx.tests_image:  # the test VM boots an overlay of ctx.overlay meanwhile
             ctx.image_job = ImageJob(ctx, ctx.overlay, compression)
             events.info(f"writing image.qcow2 ({compression}) from {ctx.overlay.name} in the "
                         "background; the test VM boots an overlay of the same disk")  # fmt: skip

@@ -28,7 +28,7 @@ class TestImage(BaseStage):
         self.teardown: Future[None] | None = None
 
     def run(self, ctx: BuildContext) -> None:
-        source = ctx.image_source
+        source = ctx.overlay  # final: the build VM is off
         assert source is not None
         self.vm = RunningVM.boot_ready(
             ctx, "test", lambda: disk.overlay(source, ctx.tmp / "test.qcow2")
